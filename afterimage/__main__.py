@@ -1,0 +1,3 @@
+from afterimage.cli import main
+
+main()

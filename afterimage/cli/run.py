@@ -1,0 +1,102 @@
+"""Commands that run afterimage's processes: up, receiver, worker, poller."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from afterimage import embedded
+from afterimage.cli.base import command, effective_settings, need_redis
+from afterimage.logs import setup_logging
+from afterimage.providers import ADAPTERS
+from afterimage.settings import Settings
+from afterimage.supervisor import Supervisor
+from afterimage.tokens import callback_url
+
+
+@command("up")
+@click.option("--workers", default=2, show_default=True, help="Archive worker processes.")
+@click.option("--poller/--no-poller", default=True, show_default=True)
+def up(workers: int, poller: bool) -> None:
+    """Everything in one command: Redis (embedded unless configured), receiver, workers, poller."""
+    settings = Settings.from_env()
+    setup_logging(settings.log_level)
+    data = settings.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    kept = embedded.load_or_create_secrets(data)
+    env = dict(os.environ)
+    env.setdefault("AFTERIMAGE_SECRET", kept["secret"])
+    env.setdefault("AFTERIMAGE_API_TOKEN", kept["api_token"])
+    env["AFTERIMAGE_DATA_DIR"] = str(data)
+    env["AFTERIMAGE_STORAGE_URL"] = settings.storage_url
+    redis_proc = None
+    if settings.redis_url is None:
+        redis_proc = embedded.start_redis(data)
+        env["AFTERIMAGE_REDIS_URL"] = embedded.redis_url(data)
+    final = Settings.from_env(env)
+    sup = Supervisor(env)
+    sup.add("receiver")
+    for i in range(workers):
+        sup.add("worker", "--name", f"up-{os.getpid()}-{i}")
+    if poller:
+        sup.add("poller")
+    click.echo(f"afterimage up — data in {data}, archive at {final.storage_url}")
+    click.echo(f"  API token: {final.api_token}")
+    for name, adapter in ADAPTERS.items():
+        if adapter.has_callbacks:
+            click.echo(f"  {name} callback URL: "
+                       f"{callback_url(final.public_url, final.secrets[0], name)}")
+    click.echo(f"  receiver on http://{final.host}:{final.port} — Ctrl-C stops everything")
+    try:
+        sup.run()
+    finally:
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(30)
+
+
+@command("receiver")
+@click.option("--workers", default=1, show_default=True, help="uvicorn worker processes.")
+def receiver(workers: int) -> None:
+    """Run the HTTP receiver (needs AFTERIMAGE_SECRET and AFTERIMAGE_API_TOKEN)."""
+    import uvicorn
+
+    settings = Settings.from_env()
+    settings.require_receiver_secrets()
+    need_redis(settings)
+    uvicorn.run(
+        "receiver.app:app_from_env", factory=True, host=settings.host, port=settings.port,
+        workers=workers, log_level="warning", access_log=False, timeout_keep_alive=10,
+        limit_concurrency=4096, h11_max_incomplete_event_size=64 * 1024,
+    )
+
+
+@command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option("--name", default=None, help="Worker name (unique per worker).")
+def worker(burst: bool, name: str | None) -> None:
+    """Run an archive worker (and its dispatcher)."""
+    from worker.runner import run_worker
+
+    settings = effective_settings()
+    setup_logging(settings.log_level)
+    need_redis(settings)
+    run_worker(settings, burst=burst, name=name)
+
+
+@command("poller")
+def poller() -> None:
+    """Run the fallback poller (several may run at once, on several machines)."""
+    import signal
+    import threading
+
+    from worker.poller import run_poller
+
+    settings = effective_settings()
+    setup_logging(settings.log_level)
+    need_redis(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    run_poller(settings, stop)

@@ -1,0 +1,208 @@
+"""Commands for clients and operators: callback-url, track, status, tasks."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, cast
+
+import click
+
+from afterimage import keys
+from afterimage.cli.base import command, effective_settings, emit, need_redis
+from afterimage.errors import AfterimageError, ConfigError
+from afterimage.ledger import Ledger, move_args
+from afterimage.models import Task, TaskState, parse_moment
+from afterimage.providers import adapter
+from afterimage.schedule import first_poll
+from afterimage.tokens import callback_url as make_callback_url
+
+
+def ledger() -> Ledger:
+    return Ledger.from_url(need_redis(effective_settings()))
+
+
+def _moment(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """An RFC 3339 time or unix seconds, as unix seconds."""
+    if value is None:
+        return None
+    try:
+        return parse_moment(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+@command("callback-url")
+@click.argument("provider")
+def callback_url(provider: str) -> None:
+    """Print the callback URL to give PROVIDER."""
+    settings = effective_settings()
+    if not settings.secrets:
+        raise ConfigError("AFTERIMAGE_SECRET is not set (and no `afterimage up` data dir has one)")
+    click.echo(make_callback_url(settings.public_url, settings.secrets[0], adapter(provider).name))
+
+
+@command("track")
+@click.argument("provider")
+@click.argument("task_id")
+@click.option("--metadata", default="{}", help="JSON object kept with the task.")
+def track(provider: str, task_id: str, metadata: str) -> None:
+    """Start tracking a task submitted elsewhere: the poller fetches its result."""
+    try:
+        meta = json.loads(metadata)
+    except ValueError:
+        raise click.BadParameter("not JSON", param_hint="--metadata") from None
+    if not isinstance(meta, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--metadata")
+    first = first_poll(effective_settings(), adapter(provider).name)
+    now = time.time()
+    led = ledger()
+    fields = {"md": json.dumps(meta)} if meta else None
+    move = led.move(move_args(provider, task_id, TaskState.PENDING, allowed="none", now=now,
+                              due_at=now + first, fields=fields))
+    task = led.get(provider, task_id)
+    assert task is not None
+    click.echo(f"{'tracking' if move.ok else 'already known'}: {provider} {task_id} ({task.state})")
+
+
+def _row(task: Task) -> list[str]:
+    err = task.error["message"] if task.error else ""
+    return [task.provider, task.task_id, task.state.value, task.updated_at.strftime("%F %T"),
+            str(len(task.images)), err[:60]]
+
+
+def _table(rows: list[list[str]]) -> str:
+    head = ["PROVIDER", "TASK", "STATE", "UPDATED (UTC)", "IMAGES", "ERROR"]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in [head, *rows])
+
+
+@command("status")
+@click.argument("provider")
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True)
+def status(provider: str, task_id: str, as_json: bool) -> None:
+    """Show one task."""
+    task = ledger().get(adapter(provider).name, task_id)
+    if task is None:
+        raise AfterimageError(f"no task {provider} {task_id}")
+    if as_json:
+        emit(task.to_json())
+        return
+    click.echo(_table([_row(task)]))
+    for img in task.images:
+        click.echo(f"  [{img['index']}] {img['key']}  {img['bytes']} B  {img['width']}x"
+                   f"{img['height']}  sha256 {img['sha256'][:16]}…")
+
+
+@command("tasks")
+@click.option("--state", type=click.Choice([s.value for s in TaskState]))
+@click.option("--provider")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def tasks(state: str | None, provider: str | None, limit: int, as_json: bool) -> None:
+    """List tasks, most recent first."""
+    import asyncio
+
+    import redis.asyncio as aredis
+
+    from afterimage.ledger import AsyncLedger, list_tasks
+    from afterimage.providers import NAMES
+
+    url = need_redis(effective_settings())
+
+    async def fetch() -> list[Task]:
+        client = aredis.Redis.from_url(url)
+        try:
+            states = [state] if state else [s.value for s in TaskState]
+            providers = [adapter(provider).name] if provider else list(NAMES)
+            return await list_tasks(AsyncLedger(client), states, providers, limit)
+        finally:
+            await client.aclose()
+
+    found = asyncio.run(fetch())
+    if as_json:
+        out: list[dict[str, Any]] = [t.to_json() for t in found]
+        emit(out)
+    else:
+        click.echo(_table([_row(t) for t in found]))
+
+
+@command("submit")
+@click.argument("provider")
+@click.option("--json", "json_file", type=click.File("rb"), required=True,
+              help="The provider's own create request ('-' for stdin).")
+def submit(provider: str, json_file: Any) -> None:
+    """Send a create request to PROVIDER with our callback URL, and track the task."""
+    from afterimage import provider_api
+
+    try:
+        body = json.loads(json_file.read())
+    except ValueError:
+        raise click.BadParameter("not JSON", param_hint="--json") from None
+    if not isinstance(body, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--json")
+    settings = effective_settings()
+    a = adapter(provider)
+    if not settings.secrets:
+        raise ConfigError("AFTERIMAGE_SECRET is not set (and no `afterimage up` data dir has one)")
+    url = make_callback_url(settings.public_url, settings.secrets[0], a.name)
+    with provider_api.new_client() as client:
+        task_id, reply = provider_api.create(settings, client, a.name, body, url)
+    now = time.time()
+    led = Ledger.from_url(need_redis(settings))
+    led.move(move_args(a.name, task_id, TaskState.PENDING, allowed="none", now=now,
+                       due_at=now + first_poll(settings, a.name)))
+    task = led.get(a.name, task_id)
+    assert task is not None
+    emit({"task": task.to_json(), "provider_response": reply})
+
+
+@command("replay")
+@click.argument("provider", required=False)
+@click.argument("task_id", required=False)
+@click.option("--state", type=click.Choice(["archive_failed", "expired"]),
+              help="Replay every task in this state.")
+@click.option("--provider", "only", help="With --state: only this provider.")
+@click.option("--since", callback=_moment, metavar="TIME",
+              help="With --state: only tasks that failed at or after TIME (RFC 3339 or unix "
+              "seconds).")
+def replay(provider: str | None, task_id: str | None, state: str | None, only: str | None,
+           since: float | None) -> None:
+    """Queue failed tasks again: one (PROVIDER TASK_ID) or all in a state (--state)."""
+    from afterimage.ledger import index_key, replay_args
+    from afterimage.providers import NAMES
+
+    if state is None and not (provider and task_id):
+        raise click.UsageError("give PROVIDER TASK_ID, or --state archive_failed")
+    if state is not None and (provider or task_id):
+        raise click.UsageError("--state replays many tasks; give no PROVIDER TASK_ID with it")
+    led = ledger()
+    if state is None:
+        assert provider and task_id
+        task = led.get(adapter(provider).name, task_id)
+        if task is None:
+            raise AfterimageError(f"no task {provider} {task_id}")
+        if task.state in (TaskState.ARCHIVED, TaskState.QUEUED):
+            click.echo(f"{provider} {task_id} is already {task.state}; nothing to replay")
+            return
+        if task.state is TaskState.PENDING:
+            led.redis.zadd(keys.due(task.provider), {task_id: time.time()}, xx=True)
+            click.echo(f"polling now: {provider} {task_id} (no result has been seen yet)")
+            return
+        move = led.move(replay_args(task.provider, task_id))
+        if not move.ok:
+            raise AfterimageError(f"{provider} {task_id} is {move.previous}; only archive_failed "
+                                  "and expired tasks are replayed")
+        click.echo(f"queued: {provider} {task_id}")
+        return
+    count = 0
+    for p in [adapter(only).name] if only else NAMES:
+        low = "-inf" if since is None else since
+        found = cast(list[bytes], led.redis.zrangebyscore(index_key(state, p), low, "+inf"))
+        for raw in found:
+            if led.move(replay_args(p, raw.decode())).ok:
+                count += 1
+                click.echo(f"queued: {p} {raw.decode()}")
+    click.echo(f"{count} task(s) queued")

@@ -1,0 +1,58 @@
+"""Every Redis key afterimage uses, in one place. Performs no I/O.
+
+    ai:t:{provider}:{task_id}     hash    the task record (field names in ledger.FIELDS)
+    ai:due:{provider}             zset    pending tasks, scored by their next poll time
+    ai:s:{state}:{provider}       zset    tasks in every other state, scored by last change
+    ai:deadline                   zset    "{provider}\\n{task_id}" unfinished, by link expiry
+    ai:open                       zset    "{provider}\\n{task_id}" not yet archived (pending,
+                                          queued, archive_failed), by creation time
+    ai:metrics                    hash    counters every process adds to (afterimage.metrics)
+    ai:inbox                      stream  tasks whose archive job must be created (dispatcher input)
+    ai:lock:{provider}:{task_id}  string  held while one archive job works on the task
+    ai:rate:{provider}            string  the poller's shared rate-limit state
+    ai:pause:{provider}           string  set while a provider asked us to back off (429)
+    ai:rescue                     string  held by the one worker looking for stranded tasks
+    ai:probe:{provider}           string  after a 429: one query at a time until one succeeds
+"""
+
+from __future__ import annotations
+
+PREFIX = "ai:"
+INBOX = PREFIX + "inbox"
+DISPATCH_GROUP = "dispatch"
+DEADLINES = PREFIX + "deadline"
+RESCUE_LOCK = PREFIX + "rescue"
+OPEN = PREFIX + "open"
+METRICS = PREFIX + "metrics"
+
+
+def task(provider: str, task_id: str) -> str:
+    return f"{PREFIX}t:{provider}:{task_id}"
+
+
+def due(provider: str) -> str:
+    return f"{PREFIX}due:{provider}"
+
+
+def state_index(state: str, provider: str) -> str:
+    return f"{PREFIX}s:{state}:{provider}"
+
+
+def lock(provider: str, task_id: str) -> str:
+    return f"{PREFIX}lock:{provider}:{task_id}"
+
+
+def rate(provider: str) -> str:
+    return f"{PREFIX}rate:{provider}"
+
+
+def pause(provider: str) -> str:
+    return f"{PREFIX}pause:{provider}"
+
+
+def probe(provider: str) -> str:
+    return f"{PREFIX}probe:{provider}"
+
+
+def deadline_member(provider: str, task_id: str) -> str:
+    return f"{provider}\n{task_id}"

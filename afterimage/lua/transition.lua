@@ -1,0 +1,58 @@
+-- Move one task to a new state atomically, keeping every index in step.
+-- KEYS: none (single-instance Redis; keys are built from the prefix, see afterimage/keys.py)
+-- ARGV: prefix, provider, task_id, now, to_state, allowed (comma list; "none" = no record yet),
+--       expect_gen ("" = any), bump_gen ("1"/"0"), due_at ("" unless to_state is pending),
+--       dispatch ("1"/"0"), count_dup ("1"/"0"), then field/value pairs ("" deletes the field)
+-- Returns {"ok"|"skip", previous state or "none", generation}
+local prefix, p, id, now, to = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local tkey = prefix .. 't:' .. p .. ':' .. id
+local cur = redis.call('HMGET', tkey, 'st', 'g', 'ea', 'c')
+local st = cur[1] or 'none'
+local gen = tonumber(cur[2] or '0')
+local allowed = false
+for s in string.gmatch(ARGV[6], '[^,]+') do
+  if s == st then allowed = true end
+end
+if (not allowed) or (ARGV[7] ~= '' and tonumber(ARGV[7]) ~= gen) then
+  if ARGV[11] == '1' and st ~= 'none' then redis.call('HINCRBY', tkey, 'dup', 1) end
+  return {'skip', st, gen}
+end
+if ARGV[8] == '1' then gen = gen + 1 end
+-- One HSET and at most one HDEL. Fields at their default are not written (an absent n or g
+-- reads as 0): a million pending tasks are a million small hashes.
+local set, drop = {'st', to, 'u', now}, {}
+if st == 'none' then set[5], set[6] = 'c', now end
+if gen > 0 or cur[2] then set[#set + 1], set[#set + 2] = 'g', gen end
+local ea = cur[3]
+for i = 12, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    drop[#drop + 1] = ARGV[i]
+  else
+    set[#set + 1], set[#set + 2] = ARGV[i], ARGV[i + 1]
+    if ARGV[i] == 'ea' then ea = ARGV[i + 1] end
+  end
+end
+redis.call('HSET', tkey, unpack(set))
+if #drop > 0 then redis.call('HDEL', tkey, unpack(drop)) end
+if st == 'pending' then
+  redis.call('ZREM', prefix .. 'due:' .. p, id)
+elseif st ~= 'none' then
+  redis.call('ZREM', prefix .. 's:' .. st .. ':' .. p, id)
+end
+if to == 'pending' then
+  redis.call('ZADD', prefix .. 'due:' .. p, ARGV[9], id)
+else
+  redis.call('ZADD', prefix .. 's:' .. to .. ':' .. p, now, id)
+end
+local member = p .. '\n' .. id
+if to == 'archived' or to == 'generation_failed' or to == 'expired' then
+  redis.call('ZREM', prefix .. 'deadline', member)
+  redis.call('ZREM', prefix .. 'open', member)
+else
+  if ea then redis.call('ZADD', prefix .. 'deadline', ea, member) end
+  redis.call('ZADD', prefix .. 'open', 'NX', cur[4] or now, member)
+end
+if ARGV[10] == '1' then
+  redis.call('XADD', prefix .. 'inbox', '*', 'p', p, 'id', id, 'g', gen, 'ea', ea or '')
+end
+return {'ok', st, gen}

@@ -1,0 +1,175 @@
+"""Helpers adapters share to read payload fields and envelopes. Performs no I/O."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from pydantic import BaseModel, ConfigDict
+
+from afterimage.errors import (
+    AdapterError,
+    PermanentProviderError,
+    ProviderApiError,
+    TaskGoneError,
+    TransientProviderError,
+)
+from afterimage.providers.base import (
+    LINK_LIFETIME,
+    body_message,
+    epoch,
+    error_for_status,
+    retry_after,
+)
+
+
+class ErrorInfo(BaseModel):
+    """A task's `error` object, as most providers send it."""
+
+    model_config = ConfigDict(extra="allow")
+    code: str | int | None = None
+    type: str | None = None
+    message: str | None = None
+
+
+def failure(error: ErrorInfo | str | None, status: str) -> tuple[str, str]:
+    """(error_code, error_message) of a failed task: the provider's own, else from `status`."""
+    err = error if isinstance(error, ErrorInfo) else ErrorInfo(message=error)
+    code = err.code if err.code not in (None, "") else err.type
+    return str(code or status), err.message or f"task {status}"
+
+
+def http_error(
+    provider: str,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime,
+    *,
+    gone: bool = True,
+) -> ProviderApiError:
+    """`error_for_status` with the message and code read from the body."""
+    return error_for_status(
+        provider,
+        status,
+        body_message(body),
+        headers,
+        now,
+        provider_code=body_code(body),
+        gone_statuses=(404,) if gone else (),
+    )
+
+
+def body_code(body: bytes) -> str | None:
+    """The provider's own code from an error body (`error.code`, `error.type` or `code`)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    err = data.get("error")
+    for value in (
+        *((err.get("code"), err.get("type")) if isinstance(err, dict) else ()),
+        data.get("code"),
+    ):
+        if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
+            return str(value)
+    return None
+
+
+def endpoint(base_url: str, path: str, task_id: str = "") -> str:
+    """`base_url` + `path`, with `task_id` (if any) appended as one quoted path segment."""
+    return base_url.rstrip("/") + path + quote(task_id, safe="")
+
+
+def timestamp(provider: str, field: str, value: object, *, millis: bool = False) -> datetime | None:
+    """`epoch` for a payload field: None, "" and 0 are absent; anything unreadable (or outside
+    years 2000-9000) is an AdapterError."""
+    if value is None or value == "" or (value == 0 and not isinstance(value, bool)):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise AdapterError(provider, field, f"not a time: {value!r:.80}")
+    try:
+        moment = epoch(value, millis=millis)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise AdapterError(provider, field, f"not a time: {value!r:.80}") from exc
+    if moment is None or moment.timestamp() == 0:
+        return None
+    if not 2000 <= moment.year <= 9000:
+        raise AdapterError(provider, field, f"not a plausible time: {value!r:.80}")
+    return moment
+
+
+def lifetime(
+    completed: datetime | None, expires: datetime | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """(completed_at, expires_at): the payload's, else `now` and completion + LINK_LIFETIME."""
+    done = completed or now
+    return done, expires or done + LINK_LIFETIME
+
+
+def result_urls(provider: str, field: str, value: object) -> tuple[str, ...]:
+    """The result URLs of a succeeded task (one string or a list): at least one, each http(s)."""
+    urls = [value] if isinstance(value, str) else value
+    if not isinstance(urls, list) or not urls:
+        raise AdapterError(provider, field, "a succeeded task carries no result URLs")
+    for i, url in enumerate(urls):
+        try:
+            parts = urlsplit(url) if isinstance(url, str) else None
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+            raise AdapterError(provider, f"{field}[{i}]", f"not an http(s) URL: {url!r:.100}")
+    return tuple(urls)
+
+
+def same_task(provider: str, field: str, asked: str, got: str | None) -> str:
+    """The task id a status reply is about; it must be the one asked for."""
+    if got is not None and got != asked:
+        raise AdapterError(provider, field, f"reply is about task {got!r:.80}, not {asked!r:.80}")
+    return asked
+
+
+def envelope_code(body: bytes) -> int | None:
+    """The `code` of a `{"code", "message"|"msg", "data"}` envelope (crun, kie), if any."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    code = data.get("code") if isinstance(data, dict) else None
+    if isinstance(code, str) and code.isascii() and code.isdigit() and len(code) < 10:
+        return int(code)
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+def check_envelope(
+    provider: str,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime,
+    *,
+    gone: bool,
+) -> None:
+    """Raise for an error reply of an API whose replies carry their own `code` (crun, kie),
+    even under HTTP 200: 429, 455 and 5xx other than 501/505 are transient, 404 means the
+    task is gone (when `gone`), every other code is permanent. No `code`: the HTTP status
+    decides."""
+    code = envelope_code(body)
+    message = body_message(body)
+    if code is None or code == 200:
+        if not 200 <= status < 300:
+            raise http_error(provider, status, headers, body, now, gone=gone)
+        return
+    kwargs: dict[str, Any] = {"status": status, "provider_code": str(code)}
+    if code in (429, 455) or (code >= 500 and code not in (501, 505)):
+        raise TransientProviderError(
+            provider, message, retry_after=retry_after(headers, now), **kwargs
+        )
+    if code == 404 and gone:
+        raise TaskGoneError(provider, message, **kwargs)
+    raise PermanentProviderError(provider, message, **kwargs)

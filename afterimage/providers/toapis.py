@@ -1,0 +1,110 @@
+"""toapis: poll only; 429 carries Retry-After. Performs no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from afterimage.errors import AdapterError
+from afterimage.models import HttpRequest, Outcome, ProviderResult
+from afterimage.providers.base import PollPlan, ProviderAdapter, load_json, validate
+from afterimage.providers.fields import (
+    ErrorInfo,
+    endpoint,
+    failure,
+    http_error,
+    lifetime,
+    result_urls,
+    same_task,
+    timestamp,
+)
+
+STATES = {
+    "submitted": Outcome.PENDING,
+    "queued": Outcome.PENDING,
+    "in_progress": Outcome.PENDING,
+    "completed": Outcome.SUCCEEDED,
+    "failed": Outcome.FAILED,
+}
+
+
+class _Task(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(min_length=1)
+    status: str
+    model: str | None = None
+    url: list[Any] | str | None = None
+    completed_at: float | str | None = None
+    expires_at: float | str | None = None
+    error: ErrorInfo | str | None = None
+
+
+class _Created(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(min_length=1)
+
+
+class Toapis(ProviderAdapter):
+    name = "toapis"
+    has_callbacks = False
+    default_base_url = "https://toapis.com"
+    # toapis's guidance: 2-3 s after submit, then every 3-5 s.
+    # The first query waits for the typical completion time (30 s), then every 4 s (guidance: 3-5).
+    poll_plan = PollPlan(first=30.0, steps=((600.0, 4.0), (float("inf"), 15.0)))
+
+    def status_request(self, base_url: str, api_key: str, task_id: str) -> HttpRequest:
+        url = endpoint(base_url, "/v1/images/generations/", task_id)
+        return HttpRequest("GET", url, self.auth_headers(api_key))
+
+    def parse_status(
+        self, task_id: str, status: int, headers: Mapping[str, str], body: bytes, now: datetime
+    ) -> ProviderResult:
+        if not 200 <= status < 300:
+            raise http_error(self.name, status, headers, body, now)
+        task = validate(self.name, _Task, load_json(self.name, body))
+        same_task(self.name, "id", task_id, task.id)
+        outcome = STATES.get(task.status)
+        if outcome is None:
+            raise AdapterError(self.name, "status", f"unknown status {task.status!r:.80}")
+        if outcome is Outcome.PENDING:
+            return ProviderResult(self.name, task_id, outcome, model=task.model)
+        completed = timestamp(self.name, "completed_at", task.completed_at)
+        if outcome is Outcome.FAILED:
+            code, message = failure(task.error, task.status)
+            return ProviderResult(
+                self.name,
+                task_id,
+                outcome,
+                error_code=code,
+                error_message=message,
+                completed_at=completed,
+                model=task.model,
+            )
+        urls = result_urls(self.name, "url", task.url)
+        expires = timestamp(self.name, "expires_at", task.expires_at)
+        done, expires_at = lifetime(completed, expires, now)
+        return ProviderResult(
+            self.name,
+            task_id,
+            outcome,
+            urls,
+            completed_at=done,
+            expires_at=expires_at,
+            model=task.model,
+        )
+
+    def create_request(
+        self, base_url: str, api_key: str, body: Mapping[str, Any], callback_url: str | None
+    ) -> HttpRequest:
+        url = endpoint(base_url, "/v1/images/generations")
+        return HttpRequest("POST", url, self.auth_headers(api_key), dict(body))
+
+    def parse_create(
+        self, status: int, headers: Mapping[str, str], body: bytes, now: datetime
+    ) -> str:
+        if not 200 <= status < 300:
+            raise http_error(self.name, status, headers, body, now, gone=False)
+        return validate(self.name, _Created, load_json(self.name, body)).id

@@ -1,0 +1,155 @@
+"""Settings: built once from a mapping (normally os.environ); the only reader of the environment."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from afterimage.errors import ConfigError
+from afterimage.webhooks import secret_key
+
+PROVIDERS = ("crun", "kie", "evolink", "apimart", "toapis", "xingchao")
+DEFAULT_BASE_URLS = {
+    "crun": "https://api.crun.ai",
+    "kie": "https://api.kie.ai",
+    "evolink": "https://api.evolink.ai",
+    "apimart": "https://api.apimart.ai",
+    "toapis": "https://toapis.com",
+    "xingchao": "https://zcbservice.aizfw.cn/kyyReactApiServer",
+}
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Secret(str):
+    """A string that never shows itself in repr()."""
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str | None = None
+    data_dir: Path = Path("afterimage-data")
+    storage_url: str = ""
+    s3_endpoint_url: str | None = None
+    public_url: str = "http://127.0.0.1:8080"
+    secrets: tuple[Secret, ...] = ()
+    api_token: Secret | None = None
+    api_keys: Mapping[str, Secret] = field(default_factory=dict)
+    base_urls: Mapping[str, str] = field(default_factory=dict)
+    kie_hmac_keys: tuple[Secret, ...] = ()
+    kie_signature_tolerance: float = 300.0
+    download_allow_cidrs: tuple[Network, ...] = ()
+    max_image_bytes: int = 100 * 1024 * 1024
+    max_image_pixels: int = 100_000_000
+    host: str = "127.0.0.1"
+    port: int = 8080
+    archive_retries: int = 5
+    poll_give_up: float = 6 * 3600.0
+    log_level: str = "INFO"
+    poll_scale: float = 1.0
+    poll_lease: float = 60.0
+    poll_rate: float = 10.0
+    notify_url: str | None = None
+    notify_secret: Secret | None = None
+    callback_read_timeout: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the contract's AFTERIMAGE_* variables from `env` (default: os.environ)."""
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(f"AFTERIMAGE_{name}", "").strip()
+            return value or None
+
+        data_dir = Path(get("DATA_DIR") or "afterimage-data").absolute()
+        storage = get("STORAGE_URL") or f"file://{data_dir / 'archive'}"
+        keys = {p: Secret(k) for p in PROVIDERS if (k := get(f"{p.upper()}_API_KEY"))}
+        bases = {p: (get(f"{p.upper()}_BASE_URL") or d).rstrip("/")
+                 for p, d in DEFAULT_BASE_URLS.items()}
+        return cls(
+            redis_url=get("REDIS_URL"),
+            data_dir=data_dir,
+            storage_url=storage,
+            s3_endpoint_url=get("S3_ENDPOINT_URL"),
+            public_url=(get("PUBLIC_URL") or "http://127.0.0.1:8080").rstrip("/"),
+            secrets=_secrets(get("SECRET")),
+            api_token=Secret(t) if (t := get("API_TOKEN")) else None,
+            api_keys=keys,
+            base_urls=bases,
+            kie_hmac_keys=_secrets(get("KIE_WEBHOOK_HMAC_KEY")),
+            kie_signature_tolerance=_number(get, "KIE_SIGNATURE_TOLERANCE", 300.0),
+            download_allow_cidrs=_cidrs(get("DOWNLOAD_ALLOW_CIDRS")),
+            max_image_bytes=int(_number(get, "MAX_IMAGE_BYTES", 100 * 1024 * 1024)),
+            max_image_pixels=int(_number(get, "MAX_IMAGE_PIXELS", 100_000_000)),
+            host=get("HOST") or "127.0.0.1",
+            port=int(_number(get, "PORT", 8080)),
+            archive_retries=int(_number(get, "ARCHIVE_RETRIES", 5)),
+            poll_give_up=_number(get, "POLL_GIVE_UP_SECONDS", 6 * 3600.0),
+            log_level=(get("LOG_LEVEL") or "INFO").upper(),
+            poll_scale=_number(get, "POLL_SCALE", 1.0),
+            poll_lease=_number(get, "POLL_LEASE_SECONDS", 60.0),
+            poll_rate=_number(get, "POLL_RATE", 10.0),
+            notify_url=_notify_url(get("NOTIFY_URL"), get("NOTIFY_SECRET")),
+            notify_secret=Secret(n) if (n := get("NOTIFY_SECRET")) else None,
+            callback_read_timeout=_number(get, "CALLBACK_READ_TIMEOUT", 10.0),
+        )
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some fields changed."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def require_receiver_secrets(self) -> None:
+        """The plain receiver refuses to start without a secret and an API token."""
+        if not self.secrets:
+            raise ConfigError("AFTERIMAGE_SECRET is not set; callback URLs cannot be made")
+        if self.api_token is None:
+            raise ConfigError("AFTERIMAGE_API_TOKEN is not set; the /v1 API would be open")
+
+
+def _secrets(raw: str | None) -> tuple[Secret, ...]:
+    return tuple(Secret(s.strip()) for s in (raw or "").split(",") if s.strip())
+
+
+def _number(get: object, name: str, default: float) -> float:
+    raw = get(name)  # type: ignore[operator]
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"AFTERIMAGE_{name} must be a number, not {raw!r}") from None
+
+
+def _notify_url(url: str | None, secret: str | None) -> str | None:
+    """Completion events go only to an http(s) URL, and are always signed."""
+    if url is None:
+        return None
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        raise ConfigError(f"AFTERIMAGE_NOTIFY_URL must be an http(s) URL, not {url!r}")
+    if secret is None:
+        raise ConfigError("AFTERIMAGE_NOTIFY_URL is set but AFTERIMAGE_NOTIFY_SECRET is not; "
+                          "completion events are always signed")
+    try:
+        secret_key(secret)
+    except ValueError as exc:
+        raise ConfigError(f"AFTERIMAGE_NOTIFY_SECRET: {exc}") from None
+    return url
+
+
+def _cidrs(raw: str | None) -> tuple[Network, ...]:
+    out: list[Network] = []
+    for part in (raw or "").split(","):
+        if part.strip():
+            try:
+                out.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError:
+                msg = f"AFTERIMAGE_DOWNLOAD_ALLOW_CIDRS: not a network {part!r}"
+                raise ConfigError(msg) from None
+    return tuple(out)

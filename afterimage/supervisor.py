@@ -1,0 +1,98 @@
+"""`afterimage up`: runs the receiver, workers and the poller as child processes, restarting
+any that dies, and stops them all cleanly on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+log = logging.getLogger("afterimage.up")
+STOP_GRACE = 30.0
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class Child:
+    role: str
+    args: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started: float = field(default=0.0)
+
+
+class Supervisor:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = dict(env)
+        self.children: list[Child] = []
+        self.stopping = False
+
+    def add(self, role: str, *args: str) -> None:
+        self.children.append(Child(role, [sys.executable, "-m", "afterimage", role, *args]))
+
+    def _start(self, child: Child) -> None:
+        child.proc = subprocess.Popen(child.args, env=self.env, preexec_fn=die_with_parent())
+        child.started = time.monotonic()
+
+    def run(self) -> int:
+        """Start every child and watch them until a signal says stop."""
+
+        def on_signal(signum: int, frame: object) -> None:
+            self.stopping = True
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        for child in self.children:
+            self._start(child)
+        while not self.stopping:
+            for child in self.children:
+                assert child.proc is not None
+                code = child.proc.poll()
+                if code is not None and not self.stopping:
+                    child.restarts += 1
+                    log.warning("%s exited with %s; restarting", child.role, code)
+                    if time.monotonic() - child.started < 5:
+                        time.sleep(min(child.restarts, 10))
+                    self._start(child)
+            time.sleep(0.2)
+        return self.stop()
+
+    def stop(self) -> int:
+        """SIGTERM every child (workers finish the job in hand), then wait, then kill."""
+        for child in self.children:
+            if child.proc and child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        for child in self.children:
+            if child.proc is None:
+                continue
+            try:
+                child.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0f s; killing it", child.role, STOP_GRACE)
+                child.proc.kill()
+                child.proc.wait()
+        return 0
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that has the kernel SIGKILL the child when this process dies, however it
+    dies (Linux; elsewhere None). A child of a `kill -9`ed `up` would otherwise live on: a
+    receiver holding the port, a redis-server on the data dir next to the next `up`'s own."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the line above
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return arm
