@@ -1,0 +1,99 @@
+"""The /v1 API for clients and operators (bearer token)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from afterimage.ledger import list_tasks, move_args
+from afterimage.models import TaskState, task_id_problem
+from afterimage.providers import NAMES, adapter
+from afterimage.schedule import first_poll
+from afterimage.tokens import callback_url
+from receiver.body import read_body
+from receiver.errors import ApiError
+from receiver.runtime import runtime
+
+MAX_API_BODY = 1024 * 1024
+M = TypeVar("M", bound=BaseModel)
+
+
+class TrackRequest(BaseModel):
+    provider: str
+    task_id: str = Field(min_length=1, max_length=256, pattern=r"^[^\s/]+$")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+async def json_body(request: Request) -> Any:
+    try:
+        return json.loads(await read_body(request, MAX_API_BODY))
+    except ValueError:
+        raise ApiError(415, "not_json", "the body is not JSON") from None
+
+
+def parse_model(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(body)"
+        raise ApiError(422, "invalid_request", f"{where}: {first['msg']}") from None
+
+
+async def get_callback_url(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    rt.require_api_token(request)
+    provider = adapter(request.path_params["provider"]).name
+    url = callback_url(rt.settings.public_url, rt.settings.secrets[0], provider)
+    return JSONResponse({"callback_url": url})
+
+
+async def track_task(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    rt.require_api_token(request)
+    req = parse_model(TrackRequest, await json_body(request))
+    if (problem := task_id_problem(req.task_id)) is not None:
+        raise ApiError(422, "invalid_request", f"task_id: {problem}")
+    first = first_poll(rt.settings, adapter(req.provider).name)
+    now = time.time()
+    move = await rt.ledger.move(move_args(
+        req.provider, req.task_id, TaskState.PENDING, allowed="none", now=now,
+        due_at=now + first, fields={"md": json.dumps(req.metadata)} if req.metadata else None,
+    ))
+    task = await rt.ledger.get(req.provider, req.task_id)
+    assert task is not None
+    return JSONResponse(task.to_json(), status_code=201 if move.ok else 200)
+
+
+async def get_task(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    rt.require_api_token(request)
+    provider = adapter(request.path_params["provider"]).name
+    task = await rt.ledger.get(provider, request.path_params["task_id"])
+    if task is None:
+        raise ApiError(404, "task_not_found", "no such task")
+    return JSONResponse(task.to_json())
+
+
+async def get_tasks(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    rt.require_api_token(request)
+    q = request.query_params
+    states = [q["state"]] if q.get("state") else [s.value for s in TaskState]
+    if any(s not in TaskState.__members__.values() for s in states):
+        names = ", ".join(s.value for s in TaskState)
+        raise ApiError(422, "invalid_request", f"state must be one of {names}")
+    providers = [adapter(q["provider"]).name] if q.get("provider") else list(NAMES)
+    try:
+        limit = min(max(int(q.get("limit", "50")), 1), 1000)
+        offset = max(int(q.get("cursor", "0")), 0)
+    except ValueError:
+        raise ApiError(422, "invalid_request", "limit and cursor must be integers") from None
+    tasks = await list_tasks(rt.ledger, states, providers, limit, offset)
+    nxt = str(offset + limit) if len(tasks) == limit else None
+    return JSONResponse({"tasks": [t.to_json() for t in tasks], "next_cursor": nxt})

@@ -1,0 +1,135 @@
+"""GET /metrics: Prometheus text for the whole deployment, read from Redis at scrape time.
+
+Counters are the `ai:metrics` hash every process adds to (see afterimage.metrics); this
+process writes its own pending counts first. Gauges are computed from the ledger's indexes in
+one pipelined round trip: ZCARD of every state index, the oldest member of `ai:open`, the
+earliest of `ai:deadline`, the inbox and queue lengths. If Redis cannot be reached the answer
+is still 200, with `afterimage_redis_up 0`, so the outage itself is what alerts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import redis
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from afterimage import keys
+from afterimage.ledger import index_key
+from afterimage.metrics import families, write
+from afterimage.models import TaskState
+from afterimage.settings import PROVIDERS
+from receiver.runtime import Runtime, runtime
+from worker.runner import QUEUES
+
+FLUSH_EVERY = 1.0
+REDIS_ERRORS = (redis.RedisError, OSError)
+
+
+class Snapshot(Collector):
+    """A collector over families read just before the scrape."""
+
+    def __init__(self, found: Sequence[Metric]) -> None:
+        self.found = found
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.found
+
+
+async def flush(rt: Runtime) -> None:
+    """Write this process's gathered counts to Redis (kept for later if Redis is away)."""
+    counts = rt.tally.drain()
+    if not counts:
+        return
+    try:
+        pipe = rt.ledger.redis.pipeline(transaction=False)
+        write(pipe, counts)
+        await pipe.execute()
+    except REDIS_ERRORS:
+        rt.tally.restore(counts)
+
+
+async def flush_forever(rt: Runtime) -> None:
+    """Flush about once a second; cancelled by the lifespan at shutdown."""
+    while True:
+        await asyncio.sleep(FLUSH_EVERY)
+        await flush(rt)
+
+
+async def metrics(request: Request) -> Response:
+    rt = runtime(request)
+    await flush(rt)
+    try:
+        found = await _read(rt)
+        found.append(_gauge("afterimage_redis_up", "1 if Redis answered this scrape.", 1))
+    except REDIS_ERRORS:
+        found = [_gauge("afterimage_redis_up", "1 if Redis answered this scrape.", 0)]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Snapshot(found))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _read(rt: Runtime) -> list[Metric]:
+    polled = [p for p in PROVIDERS if p in rt.settings.api_keys]
+    pairs = [(s.value, p) for s in TaskState for p in PROVIDERS]
+    pipe = rt.ledger.redis.pipeline(transaction=False)
+    pipe.hgetall(keys.METRICS)
+    pipe.zrange(keys.OPEN, 0, 0, withscores=True)
+    pipe.zrange(keys.DEADLINES, 0, 0, withscores=True)
+    pipe.xlen(keys.INBOX)
+    for state, provider in pairs:
+        pipe.zcard(index_key(state, provider))
+    for queue in QUEUES:
+        pipe.llen(f"rq:queue:{queue}")
+    for provider in polled:
+        pipe.zrange(keys.due(provider), 0, 0, withscores=True)
+    replies: list[Any] = await pipe.execute()
+    now = time.time()
+    counters, oldest, earliest, inbox = replies[:4]
+    rest = replies[4:]
+    sizes, rest = rest[:len(pairs)], rest[len(pairs):]
+    lengths, dues = rest[:len(QUEUES)], rest[len(QUEUES):]
+
+    found = families(counters)
+    tasks = GaugeMetricFamily("afterimage_tasks", "Tasks in each state, by provider.",
+                              labels=("state", "provider"))
+    for (state, provider), size in zip(pairs, sizes, strict=True):
+        tasks.add_metric([state, provider], size)
+    found.append(tasks)
+    found.append(_gauge(
+        "afterimage_oldest_unarchived_task_age_seconds",
+        "Age of the oldest task not yet archived (pending, queued or archive_failed); 0 if none.",
+        now - oldest[0][1] if oldest else 0.0))
+    if earliest:
+        found.append(_gauge(
+            "afterimage_earliest_link_deadline_seconds",
+            "Seconds left before the earliest result-link expiry among tasks not yet archived "
+            "(negative once passed); absent when no such task has a known expiry.",
+            earliest[0][1] - now))
+    found.append(_gauge("afterimage_inbox_entries",
+                        "Recorded results whose archive job the dispatcher has not created yet.",
+                        inbox))
+    queued = GaugeMetricFamily("afterimage_queue_jobs", "Jobs waiting in each RQ queue.",
+                               labels=("queue",))
+    for queue, length in zip(QUEUES, lengths, strict=True):
+        queued.add_metric([queue], length)
+    found.append(queued)
+    lag = GaugeMetricFamily(
+        "afterimage_poll_lag_seconds",
+        "How far the most overdue pending task is past its poll time, by provider (polled "
+        "providers only).", labels=("provider",))
+    for provider, due in zip(polled, dues, strict=True):
+        lag.add_metric([provider], max(0.0, now - due[0][1]) if due else 0.0)
+    found.append(lag)
+    return found
+
+
+def _gauge(name: str, help: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help, value=value)

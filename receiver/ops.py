@@ -1,0 +1,164 @@
+"""The operator's page, /ops: counts by state, the tasks closest to their link deadline, recent
+failures with a replay button, recent archives with thumbnails. Server-rendered HTML with plain
+forms and no JavaScript; every value shown is escaped (Jinja2 autoescape), since task ids and
+error messages come from providers and clients.
+
+Sign-in is in receiver/session.py; thumbnails come from GET /ops/objects/{key}, which streams
+the stored object under a sandboxing Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from afterimage import keys
+from afterimage.ledger import index_key, list_tasks
+from afterimage.models import Task, TaskState, rfc3339
+from afterimage.providers import NAMES, adapter
+from receiver import session
+from receiver.errors import ApiError
+from receiver.operate import replay_one
+from receiver.pages import render
+from receiver.runtime import runtime
+
+log = logging.getLogger("afterimage.receiver")
+DEADLINE_ROWS, FAILURE_ROWS, ARCHIVE_ROWS = 10, 20, 12
+SHOWN_TYPES = {"image/png", "image/jpeg", "image/webp", "application/json"}
+NOTICES = {
+    "queued": "replay queued",
+    "polling": "no result yet; the poller asks the provider again now",
+    "archived": "already archived; nothing to replay",
+    "already_queued": "already queued; its archive job is waiting or running",
+    "not_replayable": "not replayable: the provider says generation failed",
+    "not_found": "no such task",
+}
+CSS = resources.files("receiver").joinpath("static/ops.css").read_bytes()
+
+
+async def page(request: Request) -> Response:
+    """GET /ops."""
+    how = session.auth(request)
+    if how is None:
+        return render("login.html", 401, error=None)
+    if how == "query":  # take the token out of the address bar and history
+        return session.start(request, RedirectResponse("/ops", 303))
+    rt = runtime(request)
+    done = request.query_params.get("done")
+    notice = NOTICES.get(done or "")
+    if notice and request.query_params.get("task"):
+        notice = f"{request.query_params['task']}: {notice}"
+    return render("ops.html", notice=notice, csrf=session.csrf_token(rt),
+                  **await _gather(request))
+
+
+async def replay(request: Request) -> Response:
+    """POST /ops/replay: the replay button."""
+    form = await session.checked_form(request)
+    rt = runtime(request)
+    provider = adapter(form.get("provider", "")).name
+    task_id = form.get("task_id", "")
+    task = await rt.ledger.get(provider, task_id) if task_id else None
+    if task is None:
+        what = "not_found"
+    else:
+        try:
+            what = await replay_one(rt, task)
+        except ApiError:
+            what = "not_replayable"
+    log.info("ops: replay %s %s -> %s", provider, task_id, what,
+             extra={"event": "ops_replay", "provider": provider, "task_id": task_id,
+                    "outcome": what})
+    query = urlencode({"done": what, "task": f"{provider} {task_id}"})
+    return RedirectResponse(f"/ops?{query}", 303)
+
+
+async def stored_object(request: Request) -> Response:
+    """GET /ops/objects/{key}: an archived object, for thumbnails and a closer look."""
+    if session.auth(request) is None:
+        raise ApiError(401, "unauthorized", "sign in at /ops first")
+    store = request.app.state.store
+    if store is None:
+        raise ApiError(404, "no_storage", "this receiver runs without storage")
+    key = request.path_params["key"]
+    try:
+        info = await run_in_threadpool(store.head, key)
+        body = await run_in_threadpool(store.get, key) if info is not None else None
+    except (ValueError, KeyError):
+        info = body = None
+    if info is None or body is None:
+        raise ApiError(404, "not_found", "no such object")
+    shown = info.content_type in SHOWN_TYPES
+    return Response(body, media_type=info.content_type if shown else "application/octet-stream",
+                    headers={
+                        "Content-Security-Policy": "default-src 'none'; sandbox",
+                        "X-Content-Type-Options": "nosniff",
+                        "Cache-Control": "private, max-age=300",
+                        **({} if shown else {"Content-Disposition": "attachment"}),
+                    })
+
+
+async def stylesheet(request: Request) -> Response:
+    return Response(CSS, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
+
+
+async def _gather(request: Request) -> dict[str, Any]:
+    """What the page shows, in two pipelined round trips plus the two task lists."""
+    ledger = runtime(request).ledger
+    states = [s.value for s in TaskState]
+    pipe = ledger.redis.pipeline(transaction=False)
+    for state in states:
+        for provider in NAMES:
+            pipe.zcard(index_key(state, provider))
+    pipe.zrange(keys.DEADLINES, 0, DEADLINE_ROWS - 1, withscores=True)
+    replies: list[Any] = await pipe.execute()
+    sizes = iter(replies[:-1])
+    counts = {s: {p: int(next(sizes)) for p in NAMES} for s in states}
+    soonest = [(m.decode().split("\n", 1), score) for m, score in replies[-1]]
+    pipe = ledger.redis.pipeline(transaction=False)
+    for (provider, task_id), _ in soonest:
+        pipe.hget(keys.task(provider, task_id), "st")
+    found: list[Any] = await pipe.execute() if soonest else []
+    now = time.time()
+    deadlines = [
+        {"provider": p, "task_id": t, "state": (st or b"?").decode(),
+         "left": _span(score - now), "passed": score < now}
+        for ((p, t), score), st in zip(soonest, found, strict=True)
+    ]
+    failures = await list_tasks(ledger, ["archive_failed", "expired"], NAMES, FAILURE_ROWS)
+    archives = await list_tasks(ledger, ["archived"], NAMES, ARCHIVE_ROWS)
+    return {
+        "states": states, "providers": NAMES, "counts": counts,
+        "totals": {s: sum(counts[s].values()) for s in states},
+        "deadlines": deadlines,
+        "failures": [_row(t) for t in failures],
+        "archives": [_row(t) for t in archives],
+        "now": rfc3339(datetime.fromtimestamp(now, UTC)),
+    }
+
+
+def _row(task: Task) -> dict[str, Any]:
+    return {"provider": task.provider, "task_id": task.task_id, "state": task.state.value,
+            "updated": task.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            "error": task.error or {}, "images": list(task.images)}
+
+
+def _span(seconds: float) -> str:
+    """'3 h 05 min', '4 min 10 s', 'passed 2 min ago'."""
+    if seconds < 0:
+        return f"passed {_span(-seconds)} ago"
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    if s >= 60:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s} s"
+
