@@ -1,0 +1,1 @@
+"""Workers: the archive job, the dispatcher, the poller, storage backends and the downloader."""

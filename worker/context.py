@@ -1,0 +1,79 @@
+"""Per-process resources for jobs, made lazily inside the process that uses them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+
+import httpx
+import redis
+
+from afterimage.ledger import Ledger
+from afterimage.metrics import Tally, flush
+from afterimage.provider_api import new_client
+from afterimage.settings import Settings
+from worker.storage import ObjectStore, open_store
+
+log = logging.getLogger("afterimage.worker")
+
+
+@dataclass
+class Context:
+    settings: Settings
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        assert self.settings.redis_url, "AFTERIMAGE_REDIS_URL is not set"
+        return redis.Redis.from_url(self.settings.redis_url, health_check_interval=30)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(self.redis)
+
+    @cached_property
+    def store(self) -> ObjectStore:
+        return open_store(self.settings.storage_url, self.settings.s3_endpoint_url)
+
+    @cached_property
+    def provider_http(self) -> httpx.Client:
+        return new_client()
+
+    @cached_property
+    def notify_http(self) -> httpx.Client:
+        """For completion events: redirects are never followed."""
+        return httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False)
+
+    @cached_property
+    def tally(self) -> Tally:
+        """This process's metric counts, written to Redis after each job."""
+        return Tally()
+
+    def flush_metrics(self) -> None:
+        """Write the gathered counts (kept for the next job if Redis is away)."""
+        try:
+            flush(self.tally, self.redis)
+        except redis.RedisError as exc:
+            log.warning("metrics not written, kept for later: %s", exc)
+
+
+_lock = threading.Lock()
+_current: tuple[int, Context] | None = None
+
+
+def context() -> Context:
+    """This process's context (made again after a fork)."""
+    global _current
+    with _lock:
+        if _current is None or _current[0] != os.getpid():
+            _current = (os.getpid(), Context(Settings.from_env()))
+        return _current[1]
+
+
+def install(ctx: Context) -> None:
+    """Use `ctx` in this process (the CLI builds one from its own settings)."""
+    global _current
+    with _lock:
+        _current = (os.getpid(), ctx)

@@ -1,0 +1,287 @@
+"""The fallback poller: asks providers about every due task, so no task waits on a callback.
+
+The schedule is a sorted set per provider (score = next poll time), so one poll costs the same
+whether ten or a million tasks are tracked. Claiming is one Lua call that also applies the
+provider's rate limit, shared by every poller through Redis; claimed tasks are leased, not
+removed, so a poller killed mid-poll loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from typing import cast
+
+import httpx
+import redis
+
+from afterimage import errors, keys
+from afterimage.ledger import Ledger, move_args, result_args
+from afterimage.metrics import POLL_QUERIES, Tally, flush
+from afterimage.models import Outcome, ProviderResult, Task, TaskState
+from afterimage.provider_api import new_client, query_batch, query_status
+from afterimage.providers import adapter
+from afterimage.schedule import poll_gap
+from afterimage.settings import Settings
+
+log = logging.getLogger("afterimage.poller")
+CLAIM = resources.files("afterimage").joinpath("lua/claim.lua").read_text()
+BATCH = 50
+BATCH_LOOKAHEAD = 2.0  # a batch query also takes tasks due this much later
+ERROR_BACKOFF = 30.0
+JOB_GRACE = 900.0  # a queued task's job may still be running this long after it was queued
+HOUSEKEEPING_EVERY = 1.0  # deadline sweep and metrics flush: at most this often, not per claim
+
+
+class Poller:
+    def __init__(self, settings: Settings, client: redis.Redis, *, threads: int = 8) -> None:
+        self.settings = settings
+        self.redis = client
+        self.ledger = Ledger(client)
+        self.claim = client.register_script(CLAIM)
+        self.http: httpx.Client = new_client()
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="poll")
+        self.rate = settings.poll_rate
+        self.burst = max(1.0, settings.poll_rate * 2)
+        self.providers = [p for p in settings.api_keys if p in settings.base_urls]
+        self.max_inflight = threads * 4  # polls claimed per provider, running or queued
+        self.inflight = dict.fromkeys(self.providers, 0)
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # notified when a poll ends
+        self._busy = False  # run_once last skipped a provider whose slots were mostly taken
+        self._housekeeping_at = 0.0  # monotonic time of the next deadline sweep and flush
+        self._deferred: dict[str, dict[str, float]] = {}  # provider: {task id: next poll}
+        self.tally = Tally()  # metric counts, written to Redis once per run_once
+
+    def run_once(self, now: float | None = None, wait: bool = False) -> int:
+        """Claim what is due (within rate limits and this poller's capacity) and ask about it.
+
+        A slow or throttled provider holds only its own slots, never the others'.
+        """
+        now = time.time() if now is None else now
+        self.flush_reschedules()
+        futures = []
+        claimed = 0
+        busy = False
+        for provider in self.providers:
+            batch = BATCH if adapter(provider).supports_batch else 1
+            with self._lock:
+                free = self.max_inflight - self.inflight[provider]
+            if free < self.max_inflight // 2:  # claim again once half are free: see pause()
+                busy = True
+                continue
+            room = free * batch
+            got = self.claim(
+                keys=[keys.due(provider), keys.rate(provider), keys.pause(provider),
+                      keys.probe(provider)],
+                args=[now, min(room, 500), self.settings.poll_lease, self.rate, self.burst,
+                      now + (BATCH_LOOKAHEAD * self.settings.poll_scale if batch > 1 else 0),
+                      keys.task(provider, "")],
+            )
+            ids = [i.decode() for i in got[::2]]
+            created = {i: float(c) for i, c in zip(ids, got[1::2], strict=True) if c}
+            claimed += len(ids)
+            probing = len(ids) == 1  # after a 429 the claim gives one task at a time
+            for start in range(0, len(ids), batch):
+                with self._lock:
+                    self.inflight[provider] += 1
+                futures.append(self.pool.submit(self._poll, provider, ids[start:start + batch],
+                                                created, probing))
+        self._busy = busy
+        if wait:
+            for f in futures:
+                f.result()
+            self.flush_reschedules()
+        if time.monotonic() >= self._housekeeping_at:
+            self._housekeeping_at = time.monotonic() + HOUSEKEEPING_EVERY
+            self.sweep_deadlines(now)
+            self.flush_metrics()
+        return claimed
+
+    def pause(self, stop: threading.Event, interval: float) -> None:
+        """Wait before claiming again: `interval` when there was nothing to claim; but when the
+        last run_once skipped a busy provider, only until one has half its slots free (its due
+        tasks must not wait out the interval; the other half keeps the threads busy meanwhile,
+        and claiming a slot at a time would cost about as much as the polls themselves)."""
+        half = self.max_inflight // 2
+        with self._lock:
+            if self._busy:
+                self._room.wait_for(
+                    lambda: any(self.max_inflight - n >= half for n in self.inflight.values()),
+                    interval)
+                return
+        stop.wait(interval)
+
+    def flush_reschedules(self) -> None:
+        """Write the next poll times of the tasks still pending: one ZADD per provider for all
+        the polls that ended since the last claim. Until then a task keeps its lease (and a
+        poller that dies before this re-polls it after the lease, as after any poll)."""
+        with self._lock:
+            deferred, self._deferred = self._deferred, {}
+        if deferred:
+            pipe = self.redis.pipeline(transaction=False)
+            for provider, when in deferred.items():
+                pipe.zadd(keys.due(provider), when, xx=True)
+            pipe.execute()
+
+    def flush_metrics(self) -> None:
+        try:
+            flush(self.tally, self.redis)
+        except redis.RedisError as exc:
+            log.warning("poller: metrics not written, kept for later: %s", exc)
+
+    def _poll(self, provider: str, ids: Sequence[str],
+              created: Mapping[str, float] | None = None, probing: bool = True) -> None:
+        try:
+            self._poll_inner(provider, ids, created or {}, probing)
+        except Exception:
+            log.exception("poll %s: unexpected error; re-polled after the lease", provider)
+        finally:
+            with self._lock:
+                self.inflight[provider] -= 1
+                if self.max_inflight - self.inflight[provider] == self.max_inflight // 2:
+                    self._room.notify()  # what pause() waits for
+
+    def _poll_inner(self, provider: str, ids: Sequence[str],
+                    created: Mapping[str, float], probing: bool) -> None:
+        try:
+            results = self._ask(provider, ids)
+        except errors.TransientProviderError as exc:
+            self.tally.add(POLL_QUERIES, provider,
+                           "rate_limited" if exc.status == 429 else "unavailable")
+            pause = exc.retry_after or (5.0 if exc.status == 429 else ERROR_BACKOFF)
+            pipe = self.redis.pipeline()
+            pipe.set(keys.pause(provider), "1", px=int(pause * 1000))
+            pipe.set(keys.probe(provider), "1", ex=600)
+            pipe.execute()
+            log.warning("poll %s: %s; pausing %s for %.1fs", provider, exc, provider, pause,
+                        extra={"event": "poll_paused", "provider": provider})
+            self._reschedule(provider, ids, time.time() + pause)
+            return
+        except errors.AfterimageError as exc:
+            self.tally.add(POLL_QUERIES, provider, "error")
+            log.error("poll %s: %s; retrying in %.0fs", provider, exc, ERROR_BACKOFF)
+            self._reschedule(provider, ids, time.time() + ERROR_BACKOFF)
+            return
+        later = self.redis.pipeline(transaction=False)  # this poll's writes: one round trip
+        if probing:
+            later.delete(keys.probe(provider))  # a success ends the probing
+        for task_id, outcome in results.items():
+            try:
+                self._apply(provider, task_id, outcome, later, created.get(task_id))
+            except errors.AfterimageError as exc:
+                log.error("poll %s %s: %s", provider, task_id, exc,
+                          extra={"event": "poll_error", "provider": provider, "task_id": task_id})
+        later.execute()
+
+    def _ask(self, provider: str, ids: Sequence[str]) -> dict[str, ProviderResult | Exception]:
+        if len(ids) > 1:
+            found = query_batch(self.settings, self.http, provider, ids)
+            self.tally.add(POLL_QUERIES, provider, "ok")
+            if found is None:
+                log.warning("poll %s: batch reply of unknown shape; asking one by one", provider)
+            else:
+                by_id: dict[str, ProviderResult | Exception] = {r.task_id: r for r in found}
+                missing = [i for i in ids if i not in by_id]
+                self._reschedule(provider, missing, time.time() + ERROR_BACKOFF)
+                return by_id
+        out: dict[str, ProviderResult | Exception] = {}
+        for task_id in ids:
+            try:
+                out[task_id] = query_status(self.settings, self.http, provider, task_id)
+            except (errors.TaskGoneError, errors.AdapterError) as exc:
+                out[task_id] = exc
+            self.tally.add(POLL_QUERIES, provider, "ok")
+        return out
+
+    def _apply(self, provider: str, task_id: str, outcome: ProviderResult | Exception,
+               later: redis.client.Pipeline, created: float | None = None) -> None:
+        now = time.time()
+        if (isinstance(outcome, ProviderResult) and outcome.outcome is Outcome.PENDING
+                and created is not None and now - created <= self.settings.poll_give_up):
+            # The common answer, handled without reading the task: only a pending task is in
+            # the schedule, so ZADD XX leaves one that moved on meanwhile where it is. Written
+            # with the others by flush_reschedules.
+            gap = poll_gap(self.settings, provider, now - created)
+            with self._lock:
+                self._deferred.setdefault(provider, {})[task_id] = now + gap
+            return
+        task = self.ledger.get(provider, task_id)
+        if task is None or task.state is not TaskState.PENDING:
+            return
+        if isinstance(outcome, errors.TaskGoneError):
+            self._end(task, "task_gone", f"the provider no longer knows the task: {outcome}")
+        elif isinstance(outcome, Exception):
+            log.error("poll %s %s: %s", provider, task_id, outcome,
+                      extra={"event": "poll_error", "provider": provider, "task_id": task_id})
+            self._reschedule(provider, [task_id], now + ERROR_BACKOFF, later)
+        elif outcome.outcome is Outcome.PENDING:
+            age = now - task.created_at.timestamp()
+            if age > self.settings.poll_give_up:
+                self._end(task, "never_completed",
+                          f"still not complete after {age / 3600:.1f} h of polling")
+            else:
+                gap = poll_gap(self.settings, provider, age)
+                self._reschedule(provider, [task_id], now + gap, later)
+        else:
+            args = result_args(outcome, confirm=False, confirmed=True, now=now, first_poll=0,
+                               allowed="pending")
+            move = self.ledger.move(args)
+            log.info("poll %s %s: %s", provider, task_id, outcome.outcome.value,
+                     extra={"event": f"poll_{outcome.outcome.value}", "provider": provider,
+                            "task_id": task_id, "state": args[4] if move.ok else move.previous,
+                            "previous": move.previous})
+
+    def _reschedule(self, provider: str, ids: Sequence[str], when: float,
+                    pipe: redis.client.Pipeline | None = None) -> None:
+        if ids:
+            (pipe or self.redis).zadd(keys.due(provider), dict.fromkeys(ids, when), xx=True)
+
+    def _end(self, task: Task, code: str, message: str) -> None:
+        move = self.ledger.move(move_args(
+            task.provider, task.task_id, TaskState.EXPIRED, allowed="pending,queued,archive_failed",
+            fields={"err": json.dumps({"code": code, "message": message})}))
+        log.warning("task %s %s expired: %s", task.provider, task.task_id, message,
+                    extra={"event": "expired", "provider": task.provider, "task_id": task.task_id,
+                           "state": "expired" if move.ok else move.previous,
+                           "previous": move.previous})
+
+    def sweep_deadlines(self, now: float) -> None:
+        """Tasks whose links are past their deadline and still not archived end `expired`
+        (a queued task's job gets JOB_GRACE to finish what it started)."""
+        late = cast(list[bytes], self.redis.zrangebyscore(
+            keys.DEADLINES, "-inf", now, start=0, num=100))
+        for member in late:
+            provider, task_id = member.decode().split("\n", 1)
+            task = self.ledger.get(provider, task_id)
+            if task is None or task.state.terminal:
+                self.redis.zrem(keys.DEADLINES, member)
+            elif (task.state is not TaskState.QUEUED
+                  or now - task.updated_at.timestamp() > JOB_GRACE):
+                self._end(task, "deadline_passed", "the result links expired before archiving")
+
+
+def run_poller(settings: Settings, stop: threading.Event | None = None,
+               interval: float = 0.5) -> None:
+    """Poll until `stop` is set (or forever)."""
+    assert settings.redis_url
+    client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+    poller = Poller(settings, client)
+    if not poller.providers:
+        log.warning("poller: no provider API key configured; nothing can be polled")
+    stop = stop or threading.Event()
+    while not stop.is_set():
+        try:
+            if poller.run_once():
+                continue
+        except redis.ConnectionError as exc:
+            log.warning("poller: Redis unavailable (%s)", exc)
+        poller.pause(stop, interval)
+    poller.pool.shutdown(wait=True)
+    poller.flush_reschedules()
+    poller.flush_metrics()

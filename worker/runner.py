@@ -1,0 +1,100 @@
+"""`afterimage worker`: an RQ worker plus the dispatcher that feeds it."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import itertools
+import logging
+import os
+import socket
+import threading
+
+import redis
+from rq import Queue
+from rq.exceptions import StopRequested
+
+from afterimage.settings import Settings
+from worker.context import Context, install
+from worker.dispatcher import Dispatcher, run_forever
+from worker.recovery import MAINTENANCE_INTERVAL, WORKER_TTL, ArchiveWorker, run_recovery
+
+log = logging.getLogger("afterimage.worker")
+QUEUES = ("afterimage-urgent", "afterimage", "afterimage-notify")  # taken in this order
+M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's mallopt parameters (malloc.h)
+
+
+def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None) -> bool:
+    """Work until stopped (SIGTERM/SIGINT finish the job in hand); True if work was done."""
+    bound_malloc()
+    ctx = Context(settings)
+    install(ctx)
+    queues = [Queue(q, connection=ctx.redis) for q in QUEUES]
+    stop = threading.Event()
+    dispatcher = Dispatcher(ctx.redis, queues[1], queues[0], settings.archive_retries, name or "")
+    threads = [
+        threading.Thread(target=run_forever, args=(dispatcher, stop), daemon=True,
+                         name="dispatcher"),
+        threading.Thread(target=run_recovery, args=(ctx.redis, queues, stop), daemon=True,
+                         name="recovery"),
+    ]
+    for thread in threads:
+        thread.start()
+    worked = False
+    try:
+        for attempt in itertools.count():
+            try:
+                worker = ArchiveWorker(queues, connection=ctx.redis, name=_rq_name(name, attempt),
+                                       maintenance_interval=MAINTENANCE_INTERVAL,
+                                       worker_ttl=WORKER_TTL, stop=stop)
+                worked |= bool(worker.work(burst=burst, logging_level="WARNING"))
+            except redis.RedisError as exc:
+                log.warning("worker: Redis failed (%s)", exc)
+            if burst or stop.is_set():
+                break
+            # RQ quits on a Redis error in the middle of a job; wait Redis out and go on.
+            _wait_for_redis(ctx.redis, stop)
+        return worked
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=5)
+
+
+def bound_malloc() -> None:
+    """Keep a long-running worker's memory flat, whatever the image size (glibc only).
+
+    Images pass through in chunks, but glibc keeps what is freed: each upload thread gets its
+    own arena, and the mmap threshold rises to the largest buffer seen, so spool buffers end up
+    in arenas that are never given back. Two arenas at most, and every block of 512 KiB or more
+    mapped (so returned when freed; socket reads stay below it, see worker.download.READ_SIZE),
+    keep the peak near the idle size plus one spool (bench/README.md: large-image benchmark).
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    mallopt(M_ARENA_MAX, 2)
+    mallopt(M_MMAP_THRESHOLD, 512 * 1024)
+
+
+def _rq_name(name: str | None, attempt: int) -> str:
+    """Unique per process and attempt: RQ refuses a name whose holder has not yet expired,
+    and a killed worker's stays registered for a minute or more."""
+    base = f"{name or socket.gethostname()}-{os.getpid()}"
+    return f"{base}-{attempt}" if attempt else base
+
+
+def _wait_for_redis(client: redis.Redis, stop: threading.Event) -> None:
+    while not stop.is_set():
+        # A signal runs RQ's handler in this thread, which may raise StopRequested or fail
+        # on Redis: either way `stop` is set by then.
+        try:
+            if client.ping():
+                return
+        except redis.RedisError:
+            log.warning("worker: waiting for Redis")
+        except StopRequested:
+            return
+        with contextlib.suppress(StopRequested, redis.RedisError):
+            stop.wait(1.0)

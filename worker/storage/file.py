@@ -1,0 +1,158 @@
+"""Local-directory backend: put-once by hard-linking a finished temp file into place.
+
+Key `a/b/0.png` is the file `<root>/a/b/0.png`, holding exactly the object's bytes. Its content
+type and user metadata live in a JSON sidecar, `<root>/.afterimage-meta/a/b/0.png.json`, kept out
+of the tree that consumers read. A write goes to a hidden temp file beside the target and is
+fsynced; then, holding an exclusive flock on the target directory, the store checks the key,
+writes the sidecar (replacing only one left by a writer that died before linking) and links the
+temp file to the key. `os.link` is atomic and never replaces a name, so a key shows nothing or
+the whole object, never a second version; the sidecar is always in place before the data.
+Keys must be relative, with no empty or hidden (`.`-leading) segment, so none can leave the root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, BinaryIO
+
+from afterimage.errors import StorageError
+from worker.storage.base import ObjectInfo, join_key
+
+META_DIR = ".afterimage-meta"
+_CHUNK = 1024 * 1024
+_MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+class FileStore:
+    """Objects as files under `root`."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def key(self, *parts: str) -> str:
+        return join_key("", *parts)
+
+    def put_once(
+        self, key: str, body: BinaryIO, size: int, content_type: str, metadata: Mapping[str, str]
+    ) -> bool:
+        path, meta_path = self._paths(key)
+        sidecar = json.dumps({"content_type": content_type, "metadata": dict(metadata)}).encode()
+        with self._errors(f"write {key}"):
+            if path.exists():
+                return False
+            _make_dirs(path.parent)
+            _make_dirs(meta_path.parent)
+            dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            tmp: Path | None = None
+            try:
+                tmp = _write_temp(path.parent, lambda out: _copy(body, out, size))
+                fcntl.flock(dir_fd, fcntl.LOCK_EX)  # released when dir_fd is closed
+                if path.exists():
+                    return False
+                os.replace(_write_temp(meta_path.parent, lambda out: out.write(sidecar)), meta_path)
+                _fsync_dir(meta_path.parent)
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    return False
+                os.fsync(dir_fd)
+                return True
+            finally:
+                os.close(dir_fd)
+                if tmp is not None:
+                    tmp.unlink(missing_ok=True)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        path, meta_path = self._paths(key)
+        with self._errors(f"head {key}"):
+            try:
+                st = path.stat()
+            except _MISSING:
+                return None
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            try:
+                sidecar = json.loads(meta_path.read_bytes())
+            except FileNotFoundError:
+                sidecar = {}
+            metadata = {str(k): str(v) for k, v in sidecar.get("metadata", {}).items()}
+            return ObjectInfo(
+                st.st_size, str(sidecar.get("content_type", "application/octet-stream")), metadata
+            )
+
+    def get(self, key: str) -> bytes:
+        path, _ = self._paths(key)
+        with self._errors(f"get {key}"):
+            try:
+                return path.read_bytes()
+            except _MISSING as exc:
+                raise KeyError(key) from exc
+
+    def ping(self) -> None:
+        with self._errors("reach the directory"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.root, os.W_OK | os.X_OK):
+                raise PermissionError("not writable")
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        """The data file and the sidecar for `key`; ValueError if the key could leave the root."""
+        segments = key.split("/")
+        if any(not s or s.startswith(".") or "\x00" in s for s in segments):
+            raise ValueError(f"object key not allowed in a file store: {key!r}")
+        meta = self.root.joinpath(META_DIR, *segments[:-1], segments[-1] + ".json")
+        return self.root.joinpath(*segments), meta
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise StorageError(f"file store {what} failed (directory {self.root}): {exc}") from exc
+
+
+def _write_temp(directory: Path, write: Callable[[IO[bytes]], object]) -> Path:
+    """A hidden, fsynced temp file in `directory` holding what `write` wrote."""
+    fd, name = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name)
+
+
+def _copy(body: BinaryIO, out: IO[bytes], size: int) -> None:
+    copied = 0
+    while chunk := body.read(_CHUNK):
+        out.write(chunk)
+        copied += len(chunk)
+    if copied != size:
+        raise StorageError(f"body held {copied} bytes, not the {size} announced")
+
+
+def _make_dirs(directory: Path) -> None:
+    """`mkdir -p`, fsyncing the parent of each directory made so that its entry is durable."""
+    if directory.is_dir():
+        return
+    _make_dirs(directory.parent)
+    with contextlib.suppress(FileExistsError):  # made meanwhile by another writer
+        directory.mkdir()
+    _fsync_dir(directory.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,136 @@
+"""S3 and S3-compatible backend: put-once by conditional write.
+
+PutObject and CompleteMultipartUpload carry `If-None-Match: *`; the store answers 412
+PreconditionFailed (or 409 ConditionalRequestConflict while a competing write is in flight) when
+the key exists, and `put_once` returns False. AWS, MinIO and moto 5.2 honour the header on both
+calls (moto checked over HTTP: a second PutObject and a CompleteMultipartUpload onto an existing
+key both get 412 and leave the first object), so the conditional complete alone keeps objects
+single. Bodies up to `multipart_threshold` cost exactly one PUT. Larger ones first HEAD the key,
+only to skip uploading a duplicate, then go up in parallel parts (see `s3_parts`). A 412 after a
+retried request whose first attempt did land also reads as "already there"; the object then
+holds this very body.
+
+A client is made lazily and again after a fork (boto3 clients are not fork-safe); the threads of
+one process share it. With a custom endpoint, requests use path-style addressing (MinIO).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, BinaryIO
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from afterimage.errors import StorageError
+from worker.storage.base import ObjectInfo, join_key
+from worker.storage.s3_parts import is_conflict, put_in_parts
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+MiB = 1024 * 1024
+_MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def _missing(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code", "") in _MISSING
+
+
+class S3Store:
+    """Objects in `bucket` under `prefix`; bodies over `multipart_threshold` go in parts."""
+
+    def __init__(
+        self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
+        multipart_threshold: int = 16 * MiB, part_size: int = 8 * MiB, concurrency: int = 6,
+        connect_timeout: float = 5.0, read_timeout: float = 60.0, max_attempts: int = 3,
+    ) -> None:  # fmt: skip
+        if part_size < 5 * MiB:
+            raise ValueError("S3 parts must be at least 5 MiB")
+        self.bucket, self.prefix, self.endpoint_url = bucket, prefix, endpoint_url
+        self.multipart_threshold, self.part_size = multipart_threshold, part_size
+        self.concurrency = concurrency
+        self._config = Config(
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            connect_timeout=connect_timeout, read_timeout=read_timeout,
+            max_pool_connections=concurrency + 2, tcp_keepalive=True,
+            s3={"addressing_style": "path"} if endpoint_url else None,
+        )  # fmt: skip
+        self._client: tuple[int, S3Client] | None = None
+
+    def key(self, *parts: str) -> str:
+        return join_key(self.prefix, *parts)
+
+    def put_once(
+        self, key: str, body: BinaryIO, size: int, content_type: str, metadata: Mapping[str, str]
+    ) -> bool:
+        s3 = self._s3()
+        if size > self.multipart_threshold:
+            if self.head(key) is not None:
+                return False
+            with self._errors(f"multipart upload of {key}"):
+                return put_in_parts(
+                    s3, self.bucket, key, body, size, content_type, metadata,
+                    part_size=self.part_size, concurrency=self.concurrency,
+                )  # fmt: skip
+        with self._errors(f"put {key}"):
+            try:
+                s3.put_object(
+                    Bucket=self.bucket, Key=key, Body=body, ContentLength=size,
+                    ContentType=content_type, Metadata=dict(metadata), IfNoneMatch="*",
+                )  # fmt: skip
+            except ClientError as exc:
+                if is_conflict(exc):
+                    return False
+                raise
+        return True
+
+    def head(self, key: str) -> ObjectInfo | None:
+        with self._errors(f"head {key}"):
+            try:
+                got = self._s3().head_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if _missing(exc):
+                    return None
+                raise
+        content_type = got.get("ContentType", "binary/octet-stream")
+        return ObjectInfo(got["ContentLength"], content_type, dict(got.get("Metadata", {})))
+
+    def get(self, key: str) -> bytes:
+        with self._errors(f"get {key}"):
+            try:
+                return self._s3().get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            except ClientError as exc:
+                if _missing(exc):
+                    raise KeyError(key) from exc
+                raise
+
+    def ping(self) -> None:
+        with self._errors("reach the bucket"):
+            self._s3().head_bucket(Bucket=self.bucket)
+
+    def _s3(self) -> S3Client:
+        made = self._client
+        if made is None or made[0] != os.getpid():
+            session = boto3.session.Session()
+            client = session.client("s3", endpoint_url=self.endpoint_url, config=self._config)
+            made = self._client = (os.getpid(), client)
+        return made[1]
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Turn botocore's errors into StorageError, naming the operation and the endpoint."""
+        where = f"bucket {self.bucket!r} at {self.endpoint_url or 'AWS'}"
+        try:
+            yield
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            detail = f"{exc.operation_name}: {error.get('Code', '?')} {error.get('Message', '')}"
+            raise StorageError(f"S3 {what} failed ({where}): {detail.strip()}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"S3 {what} failed ({where}): {exc}") from exc
