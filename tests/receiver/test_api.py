@@ -1,0 +1,103 @@
+"""The /v1 API over real HTTP against a real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from receiver import create_app
+from tests.receiver.test_callbacks import SECRET, cb_url, completed, settings_for
+from tests.support import ServerThread
+
+AUTH = {"Authorization": "Bearer api-token"}
+
+
+@pytest.fixture()
+def api(redis_url: str) -> Iterator[httpx.Client]:
+    app = create_app(settings_for(redis_url), check_storage=False)
+    with ServerThread(app) as server, httpx.Client(base_url=server.url, headers=AUTH) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1/tasks"), ("POST", "/v1/tasks"), ("GET", "/v1/tasks/evolink/x"),
+     ("GET", "/v1/providers/evolink/callback-url")],
+)
+@pytest.mark.parametrize("auth", [None, "Bearer wrong", "api-token", "Basic api-token"])
+def test_api_refuses_missing_or_wrong_tokens(
+    api: httpx.Client, method: str, path: str, auth: str | None
+) -> None:
+    headers = {"Authorization": auth} if auth else {}
+    r = httpx.request(method, str(api.base_url) + path, headers=headers, json={})
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "unauthorized"
+
+
+def test_callback_url_matches_the_token_the_route_accepts(api: httpx.Client) -> None:
+    url = api.get("/v1/providers/evolink/callback-url").json()["callback_url"]
+    assert url == cb_url("http://127.0.0.1:8080", SECRET)
+    assert api.get("/v1/providers/nosuch/callback-url").status_code == 404
+
+
+def test_track_is_201_then_200_and_keeps_metadata(api: httpx.Client) -> None:
+    body = {"provider": "evolink", "task_id": "t-42", "metadata": {"user": "u1"}}
+    first = api.post("/v1/tasks", json=body)
+    assert first.status_code == 201
+    assert first.json()["state"] == "pending"
+    assert first.json()["metadata"] == {"user": "u1"}
+    again = api.post("/v1/tasks", json=body)
+    assert again.status_code == 200
+    assert again.json()["created_at"] == first.json()["created_at"]
+    got = api.get("/v1/tasks/evolink/t-42").json()
+    assert got["task_id"] == "t-42"
+    assert got["images"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [({"provider": "evolink"}, 422), ({"provider": "nosuch", "task_id": "a"}, 404),
+     ({"provider": "evolink", "task_id": ""}, 422),
+     ({"provider": "evolink", "task_id": "a", "metadata": []}, 422)],
+)
+def test_track_rejects_bad_requests(api: httpx.Client, body: object, status: int) -> None:
+    r = api.post("/v1/tasks", json=body)
+    assert r.status_code == status
+    assert "error" in r.json()
+
+
+def test_track_rejects_non_json(api: httpx.Client) -> None:
+    assert api.post("/v1/tasks", content=b"nope").status_code == 415
+
+
+def test_unknown_task_is_404(api: httpx.Client) -> None:
+    r = api.get("/v1/tasks/evolink/missing")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "task_not_found"
+
+
+def test_listing_filters_by_state_and_provider_and_pages(api: httpx.Client) -> None:
+    for i in range(5):
+        api.post("/v1/tasks", json={"provider": "evolink", "task_id": f"p{i}"})
+    base = str(api.base_url)
+    httpx.post(cb_url(base), json=completed("done-1"))
+    pending = api.get("/v1/tasks", params={"state": "pending", "limit": 3}).json()
+    assert len(pending["tasks"]) == 3
+    assert pending["next_cursor"] == "3"
+    rest = api.get("/v1/tasks", params={"state": "pending", "limit": 3, "cursor": 3}).json()
+    assert len(rest["tasks"]) == 2
+    assert rest["next_cursor"] is None
+    ids = {t["task_id"] for t in pending["tasks"] + rest["tasks"]}
+    assert ids == {f"p{i}" for i in range(5)}
+    queued = api.get("/v1/tasks", params={"state": "queued", "provider": "evolink"}).json()
+    assert [t["task_id"] for t in queued["tasks"]] == ["done-1"]
+    assert api.get("/v1/tasks", params={"state": "bogus"}).status_code == 422
+
+
+def test_health_and_readiness(api: httpx.Client) -> None:
+    assert httpx.get(str(api.base_url) + "/healthz").json() == {"status": "ok"}
+    ready = httpx.get(str(api.base_url) + "/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["redis"] == "ok"

@@ -1,0 +1,127 @@
+"""/ops over real HTTP: who gets in, what a cross-site form cannot do, and escaping."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis
+
+from afterimage.ledger import Ledger, move_args
+from afterimage.models import TaskState
+from receiver import create_app
+from tests.receiver.test_callbacks import settings_for
+from tests.support import ServerThread
+
+TOKEN = "api-token"
+EVIL_ID = '"><script>alert(1)<\\script><img\tsrc=x\tonerror=alert(2)>'
+EVIL_MESSAGE = "<b>bold</b> & <img src=x onerror=alert(3)> ?sig=1"
+
+
+@pytest.fixture()
+def base(redis_url: str) -> Iterator[str]:
+    with ServerThread(create_app(settings_for(redis_url), check_storage=False)) as server:
+        yield server.url
+
+
+def failed(redis_url: str, task_id: str, message: str = "links went away") -> None:
+    """A task that ended archive_failed, written through the ledger's own transition."""
+    ledger = Ledger(redis.Redis.from_url(redis_url))
+    err = json.dumps({"code": "download_interrupted", "message": message})
+    assert ledger.move(move_args("evolink", task_id, TaskState.ARCHIVE_FAILED, allowed="none",
+                                 fields={"err": err})).ok
+
+
+def signed_in(base: str) -> httpx.Client:
+    client = httpx.Client(base_url=base)
+    r = client.post("/ops/login", data={"token": TOKEN})
+    assert r.status_code == 303
+    return client
+
+
+def csrf(page: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
+    assert found
+    return found.group(1)
+
+
+def test_without_the_token_there_is_only_the_login_form(base: str) -> None:
+    for r in (httpx.get(f"{base}/ops"), httpx.get(f"{base}/ops?token=wrong"),
+              httpx.get(f"{base}/ops", cookies={"afterimage_ops": "forged"})):
+        assert r.status_code == 401
+        assert 'action="/ops/login"' in r.text
+        assert "Tasks by state" not in r.text
+    assert httpx.post(f"{base}/ops/login", data={"token": "wrong"}).status_code == 401
+    assert httpx.get(f"{base}/ops/objects/a/b.png").status_code == 401
+    refused = httpx.post(f"{base}/ops/replay", data={"provider": "evolink", "task_id": "x"})
+    assert refused.status_code == 401
+
+
+def test_the_token_once_gives_a_strict_httponly_cookie_that_is_not_the_token(base: str) -> None:
+    r = httpx.get(f"{base}/ops?token={TOKEN}")
+    assert (r.status_code, r.headers["location"]) == (303, "/ops")  # token leaves the URL
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
+    assert "Path=/ops" in cookie
+    assert TOKEN not in cookie
+    page = httpx.get(f"{base}/ops", cookies=dict(r.cookies))
+    assert page.status_code == 200
+    assert "Tasks by state" in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    bearer = httpx.get(f"{base}/ops", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert bearer.status_code == 200
+
+
+def test_attacker_text_is_escaped(base: str, redis_url: str) -> None:
+    failed(redis_url, EVIL_ID, EVIL_MESSAGE)
+    page = signed_in(base).get("/ops").text
+    assert "<script>alert(1)" not in page
+    assert "<img src=x onerror" not in page
+    assert "<b>bold</b>" not in page
+    assert "&lt;b&gt;bold&lt;/b&gt; &amp; &lt;img src=x onerror=alert(3)&gt;" in page
+    assert "&#34;&gt;&lt;script&gt;alert(1)" in page
+
+
+def test_a_replay_form_needs_the_csrf_token_and_this_origin(base: str, redis_url: str) -> None:
+    failed(redis_url, "t-1")
+    client = signed_in(base)
+    token = csrf(client.get("/ops").text)
+    form = {"provider": "evolink", "task_id": "t-1"}
+    assert client.post("/ops/replay", data=form).status_code == 403
+    assert client.post("/ops/replay", data={**form, "csrf": "0" * 64}).status_code == 403
+    foreign = client.post("/ops/replay", data={**form, "csrf": token},
+                          headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 403
+    cross = client.post("/ops/replay", data={**form, "csrf": token},
+                        headers={"Sec-Fetch-Site": "cross-site"})
+    assert cross.status_code == 403
+    assert client.get("/ops").text.count('data-task="evolink/t-1"') == 1  # still failed
+
+    done = client.post("/ops/replay", data={**form, "csrf": token},
+                       headers={"Origin": base})
+    assert done.status_code == 303
+    assert done.headers["location"] == "/ops?done=queued&task=evolink+t-1"
+    assert "evolink t-1: replay queued" in client.get(done.headers["location"]).text
+    db = redis.Redis.from_url(redis_url)
+    assert db.hget("ai:t:evolink:t-1", "st") == b"queued"
+
+
+def test_scripts_replay_with_the_bearer_token_and_no_form_token(base: str, redis_url: str) -> None:
+    failed(redis_url, "t-2")
+    r = httpx.post(f"{base}/ops/replay", data={"provider": "evolink", "task_id": "t-2"},
+                   headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 303
+    again = httpx.post(f"{base}/ops/replay", data={"provider": "evolink", "task_id": "t-2"},
+                       headers={"Authorization": f"Bearer {TOKEN}"})
+    assert again.headers["location"] == "/ops?done=already_queued&task=evolink+t-2"
+
+
+def test_signing_out_ends_the_session(base: str) -> None:
+    client = signed_in(base)
+    token = csrf(client.get("/ops").text)
+    assert client.post("/ops/logout", data={"csrf": token}).status_code == 303
+    assert client.get("/ops").status_code == 401

@@ -1,0 +1,68 @@
+"""The `afterimage` command as a user runs it: exit codes, one-line errors, tables and JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def afterimage(*args: str, env: dict[str, str] | None = None,
+               path: str | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AFTERIMAGE_")}
+    if path is not None:
+        base["PATH"] = path
+    return subprocess.run([sys.executable, "-m", "afterimage", *args], env={**base, **(env or {})},
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_up_without_redis_server_says_how_to_install_it(tmp_path: Path) -> None:
+    done = afterimage("up", env={"AFTERIMAGE_DATA_DIR": str(tmp_path)}, path=str(BIN))
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == ("afterimage: error: redis-server was not found on PATH; "
+                    "install it with: sudo apt-get install -y redis-server")
+
+
+def test_bad_usage_exits_2() -> None:
+    assert afterimage("tasks", "--state", "bogus").returncode == 2
+    assert afterimage("replay").returncode == 2
+    assert afterimage("no-such-command").returncode == 2
+
+
+def test_track_status_and_tasks(redis_url: str) -> None:
+    env = {"AFTERIMAGE_REDIS_URL": redis_url}
+    done = afterimage("track", "toapis", "task_img_1", "--metadata", '{"order": 7}', env=env)
+    assert done.returncode == 0, done.stderr
+    assert "tracking" in done.stdout
+    again = afterimage("track", "toapis", "task_img_1", env=env)
+    assert "already known" in again.stdout
+    status = afterimage("status", "toapis", "task_img_1", "--json", env=env)
+    task = json.loads(status.stdout)
+    assert (task["state"], task["metadata"]) == ("pending", {"order": 7})
+    table = afterimage("tasks", "--provider", "toapis", env=env).stdout.splitlines()
+    assert table[0].split()[:3] == ["PROVIDER", "TASK", "STATE"]
+    assert table[1].split()[:3] == ["toapis", "task_img_1", "pending"]
+    listed = json.loads(afterimage("tasks", "--state", "pending", "--json", env=env).stdout)
+    assert [t["task_id"] for t in listed] == ["task_img_1"]
+
+
+def test_failures_are_one_line_on_stderr(redis_url: str) -> None:
+    done = afterimage("status", "toapis", "nope", env={"AFTERIMAGE_REDIS_URL": redis_url})
+    assert done.returncode == 1
+    assert done.stderr.strip() == "afterimage: error: no task toapis nope"
+    unknown = afterimage("status", "nosuch", "x", env={"AFTERIMAGE_REDIS_URL": redis_url})
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == "afterimage: error: unknown provider 'nosuch'"
+
+
+def test_callback_url_uses_the_first_secret() -> None:
+    done = afterimage("callback-url", "kie", env={"AFTERIMAGE_SECRET": "new,old",
+                                                  "AFTERIMAGE_PUBLIC_URL": "https://x.example"})
+    from afterimage.tokens import callback_url
+
+    assert done.stdout.strip() == callback_url("https://x.example", "new", "kie")

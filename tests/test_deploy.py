@@ -1,0 +1,74 @@
+"""What the image runs: deploy/entrypoint.sh with each role, and the compose file's roles."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import yaml
+
+from tests.support import free_port, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRYPOINT = ROOT / "deploy" / "entrypoint.sh"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AFTERIMAGE_")}
+    base["PATH"] = f"{Path(sys.executable).parent}:{base['PATH']}"
+    return subprocess.run(["sh", str(ENTRYPOINT), *args], env={**base, **(env or {})},
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_an_unknown_role_is_bad_usage() -> None:
+    done = run("frobnicate")
+    assert done.returncode == 2
+    assert "unknown role" in done.stderr
+
+
+def test_the_plain_receiver_refuses_to_start_without_secrets(redis_url: str) -> None:
+    done = run("receiver", env={"AFTERIMAGE_REDIS_URL": redis_url})
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert lines == [
+        "afterimage: error: AFTERIMAGE_SECRET is not set; callback URLs cannot be made"]
+
+
+def test_a_command_role_runs_the_command() -> None:
+    done = run("callback-url", "evolink", env={"AFTERIMAGE_SECRET": "k",
+                                               "AFTERIMAGE_PUBLIC_URL": "https://a.example"})
+    assert done.returncode == 0
+    assert done.stdout.startswith("https://a.example/callbacks/evolink/")
+
+
+def test_the_receiver_role_serves(redis_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    env = {"AFTERIMAGE_REDIS_URL": redis_url, "AFTERIMAGE_SECRET": "k",
+           "AFTERIMAGE_API_TOKEN": "t", "AFTERIMAGE_PORT": str(port),
+           "AFTERIMAGE_STORAGE_URL": f"file://{tmp_path}"}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AFTERIMAGE_")}
+    base["PATH"] = f"{Path(sys.executable).parent}:{base['PATH']}"
+    proc = subprocess.Popen(["sh", str(ENTRYPOINT), "receiver"], env={**base, **env})
+    try:
+        ready = wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200,
+                         30, "the receiver to be ready")
+        assert ready
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert proc.returncode in (0, -15)  # uvicorn re-raises SIGTERM after a clean shutdown
+
+
+def test_compose_services_use_roles_the_entrypoint_knows() -> None:
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    roles = {name: svc["command"][0] for name, svc in compose["services"].items()
+             if svc.get("image") == "afterimage:latest"}
+    assert roles == {"receiver": "receiver", "worker": "worker", "poller": "poller"}
+    for role in set(roles.values()):
+        assert run(role, "--help").returncode == 0
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "USER afterimage" in dockerfile
+    assert 'ENTRYPOINT ["tini", "--", "afterimage-entrypoint"]' in dockerfile

@@ -1,0 +1,114 @@
+"""The fallback poller, counted from the provider's side (the simulator)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.stack import Stack, running_stack
+from tests.support import MotoServer, wait_for
+
+BODY = {"model": "gpt-image-2", "prompt": "a red kite"}
+
+
+@pytest.fixture()
+def make_stack(
+    redis_url: str, s3_server: MotoServer, s3_bucket: str, tmp_path: Path
+) -> Iterator[Any]:
+    stacks: list[Any] = []
+
+    def make(env: dict[str, str], **options: Any) -> Stack:
+        ctx = running_stack(redis_url, s3_server.url, s3_bucket, tmp_path, extra_env=env,
+                            **options)
+        stacks.append(ctx)
+        return ctx.__enter__()
+
+    yield make
+    for ctx in reversed(stacks):
+        ctx.__exit__(None, None, None)
+
+
+def submit(stack: Stack, provider: str, **sim: Any) -> str:
+    r = stack.api.post(f"/v1/providers/{provider}/generations", json={**BODY, "sim": sim})
+    assert r.status_code == 201, r.text
+    return str(r.json()["task"]["task_id"])
+
+
+def queries(stack: Stack, provider: str, task_id: str) -> list[dict[str, Any]]:
+    log: list[dict[str, Any]] = stack.sim.task(provider, task_id)["queries"]["log"]
+    return log
+
+
+def test_with_30_percent_of_callbacks_dropped_every_task_is_archived(make_stack: Any) -> None:
+    stack = make_stack({"AFTERIMAGE_POLL_SCALE": "0.02"}, poller=True, workers=2)
+    stack.sim.set_faults("evolink", drop=0.3)
+    ids = [submit(stack, "evolink") for _ in range(20)]
+    for task_id in ids:
+        stack.wait_state("evolink", task_id, "archived", timeout=60)
+    dropped = sum(stack.sim.task("evolink", i)["callbacks"]["dropped"] for i in ids)
+    assert dropped >= 1  # the poller, not a callback, found those
+
+
+def test_two_pollers_never_ask_twice_for_one_due_time(make_stack: Any) -> None:
+    # toapis asks every 4 s, scaled to 1 s: two queries of one task closer than half that
+    # would mean both pollers took the same due time.
+    stack = make_stack({"AFTERIMAGE_POLL_SCALE": "0.25"}, poller=True)
+    stack.start("poller", name="poller2")
+    ids = [submit(stack, "toapis", delay=10.0) for _ in range(8)]
+    for task_id in ids:
+        stack.wait_state("toapis", task_id, "archived", timeout=60)
+    for task_id in ids:
+        times = [q["at"] for q in queries(stack, "toapis", task_id)]
+        assert len(times) >= 2
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert min(gaps) > 0.5, (task_id, gaps)
+
+
+def test_a_poller_killed_mid_run_loses_nothing(make_stack: Any) -> None:
+    env = {"AFTERIMAGE_POLL_SCALE": "0.2", "AFTERIMAGE_POLL_LEASE_SECONDS": "2"}
+    stack = make_stack(env, poller=True)
+    ids = [submit(stack, "xingchao", delay=2.0) for _ in range(10)]
+    wait_for(lambda: any(queries(stack, "xingchao", i) for i in ids), 20, "a first poll")
+    stack.stop("poller", kill=True)
+    stack.start("poller", name="poller-again")
+    for task_id in ids:
+        stack.wait_state("xingchao", task_id, "archived", timeout=60)
+
+
+def test_a_429_storm_slows_only_that_provider(make_stack: Any) -> None:
+    stack = make_stack({"AFTERIMAGE_POLL_SCALE": "0.1"}, poller=True,
+                       sim_options={"retry_after": 1})
+    stack.sim.set_faults("toapis", storm_seconds=6)
+    stormy = [submit(stack, "toapis") for _ in range(5)]
+    calm = [submit(stack, "xingchao") for _ in range(5)]
+    for task_id in calm:
+        stack.wait_state("xingchao", task_id, "archived", timeout=30)
+    assert all(stack.task("toapis", t)["state"] == "pending" for t in stormy)
+    for task_id in stormy:
+        stack.wait_state("toapis", task_id, "archived", timeout=60)
+    refused = sum(1 for t in stormy for q in queries(stack, "toapis", t) if q["status"] == 429)
+    assert 1 <= refused <= 12  # paused by Retry-After: about one 429 a second, not one per task
+
+
+def test_a_task_that_never_completes_stops_being_polled(make_stack: Any) -> None:
+    env = {"AFTERIMAGE_POLL_SCALE": "0.1", "AFTERIMAGE_POLL_GIVE_UP_SECONDS": "2"}
+    stack = make_stack(env, poller=True)
+    task_id = submit(stack, "xingchao", delay=3600)
+    task = stack.wait_state("xingchao", task_id, "expired", timeout=30)
+    assert task["error"]["code"] == "never_completed"
+    asked = len(queries(stack, "xingchao", task_id))
+    assert asked >= 1
+
+
+def test_a_task_past_its_link_deadline_ends_expired(make_stack: Any) -> None:
+    env = {"AFTERIMAGE_POLL_SCALE": "0.1", "AFTERIMAGE_ARCHIVE_RETRIES": "0"}
+    stack = make_stack(env, poller=True)
+    stack.sim.set_faults("toapis", truncate=1.0)
+    task_id = submit(stack, "toapis", link_ttl=3)
+    task = stack.wait_state("toapis", task_id, "expired", timeout=40)
+    assert task["error"]["code"] in ("deadline_passed", "link_expired")
+    assert stack.objects(f"archive/toapis/{task_id}/") == {}

@@ -1,0 +1,104 @@
+"""Every provider end to end through the simulator: submitted directly and through afterimage,
+ending as the right bytes in S3. Poll-only providers are found by the poller."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from afterimage.providers import ADAPTERS
+from tests.stack import Stack, running_stack
+from tests.support import MotoServer, wait_for
+
+CREATE_BODIES = {
+    "crun": {"model": "openai/gpt-image-2-stable", "input": {"prompt": "a red kite"}},
+    "kie": {"model": "gpt-image-2-text-to-image",
+            "input": {"prompt": "a red kite", "aspect_ratio": "1:1", "resolution": "1K"}},
+    "evolink": {"model": "gpt-image-2", "prompt": "a red kite", "size": "1024x1024", "n": 1},
+    "apimart": {"model": "gpt-image-2", "prompt": "a red kite", "size": "1:1", "n": 1},
+    "toapis": {"model": "gpt-image-2", "prompt": "a red kite", "size": "1:1",
+               "response_format": "url"},
+    "xingchao": {"model": "gpt-image-2", "prompt": "a red kite"},
+}
+KIE_KEY = "kie-webhook-key"
+
+
+@pytest.fixture(scope="module")
+def stack(
+    redis_server: object, s3_server: MotoServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    import boto3
+
+    from tests.support import RedisServer
+
+    assert isinstance(redis_server, RedisServer)
+    bucket = "providers-e2e"
+    boto3.client("s3", endpoint_url=s3_server.url).create_bucket(Bucket=bucket)
+    tmp = tmp_path_factory.mktemp("providers")
+    extra = {"AFTERIMAGE_POLL_SCALE": "0.05", "AFTERIMAGE_KIE_WEBHOOK_HMAC_KEY": KIE_KEY}
+    with running_stack(redis_server.url, s3_server.url, bucket, Path(tmp), poller=True,
+                       workers=2, extra_env=extra,
+                       sim_options={"delay": 0.3, "kie_webhook_key": KIE_KEY}) as s:
+        yield s
+
+
+def check_archived(stack: Stack, provider: str, task_id: str) -> None:
+    task = stack.wait_state(provider, task_id, "archived", timeout=40)
+    prefix = f"archive/{provider}/{task_id}/"
+    objects = stack.objects(prefix)
+    manifest = json.loads(objects.pop(prefix + "manifest.json"))
+    served = [httpx.get(u).content for u in stack.sim.task(provider, task_id)["image_urls"]]
+    stored = [objects[img["key"]] for img in task["images"]]
+    assert stored == served
+    assert [i["sha256"] for i in manifest["images"]] == [
+        hashlib.sha256(b).hexdigest() for b in served]
+    assert len(objects) == len(served)
+
+
+@pytest.mark.parametrize("provider", list(ADAPTERS))
+def test_submitted_directly(stack: Stack, provider: str) -> None:
+    if ADAPTERS[provider].has_callbacks:
+        made = stack.sim.create_task(provider, callback_url=stack.callback_url(provider))
+    else:
+        made = stack.sim.create_task(provider)
+        r = stack.api.post("/v1/tasks", json={"provider": provider, "task_id": made["id"]})
+        assert r.status_code == 201
+    check_archived(stack, provider, made["id"])
+    if ADAPTERS[provider].has_callbacks:
+        wait_for(
+            lambda: stack.sim.task(provider, made["id"])["callbacks"]["delivered"] >= 1,
+            10,
+            "the simulator to count its callback as delivered",
+        )
+
+
+@pytest.mark.parametrize("provider", list(ADAPTERS))
+def test_submitted_through_afterimage(stack: Stack, provider: str) -> None:
+    r = stack.api.post(f"/v1/providers/{provider}/generations", json=CREATE_BODIES[provider])
+    assert r.status_code == 201, r.text
+    task_id = r.json()["task"]["task_id"]
+    assert r.json()["task"]["state"] == "pending"
+    assert r.json()["provider_response"]
+    check_archived(stack, provider, task_id)
+    if ADAPTERS[provider].has_callbacks:
+        wait_for(
+            lambda: stack.sim.task(provider, task_id)["callbacks"]["delivered"] >= 1,
+            10,
+            "the simulator to count its callback as delivered",
+        )
+
+
+def test_provider_errors_come_back_with_the_providers_status(stack: Stack) -> None:
+    stack.sim.configure(keys={"toapis": "a-key-we-do-not-have"})
+    try:
+        r = stack.api.post("/v1/providers/toapis/generations", json=CREATE_BODIES["toapis"])
+    finally:
+        stack.sim.configure(keys={})
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "provider_rejected"
+    assert "toapis" in r.json()["error"]["message"]
