@@ -1,0 +1,1 @@
+"""afterimage benchmarks: `python -m bench` (see bench/README.md)."""
