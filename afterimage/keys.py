@@ -4,8 +4,8 @@
     ai:due:{provider}             zset    pending tasks, scored by their next poll time
     ai:s:{state}:{provider}       zset    tasks in every other state, scored by last change
     ai:deadline                   zset    "{provider}\\n{task_id}" unfinished, by link expiry
-    ai:open                       zset    "{provider}\\n{task_id}" not yet archived (pending,
-                                          queued, archive_failed), by creation time
+    ai:open                       hash    creation time (to 10 s) -> how many tasks created then
+                                          are not yet archived (pending, queued, archive_failed)
     ai:metrics                    hash    counters every process adds to (afterimage.metrics)
     ai:inbox                      stream  tasks whose archive job must be created (dispatcher input)
     ai:lock:{provider}:{task_id}  string  held while one archive job works on the task

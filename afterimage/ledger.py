@@ -116,7 +116,7 @@ def task_from_hash(provider: str, task_id: str, raw: Mapping[bytes, bytes]) -> T
         task_id=task_id,
         state=TaskState(h["st"]),
         created_at=from_epoch(num("c")) or from_epoch(0.0),  # type: ignore[arg-type]
-        updated_at=from_epoch(num("u")) or from_epoch(0.0),  # type: ignore[arg-type]
+        updated_at=from_epoch(num("u") or num("c")) or from_epoch(0.0),  # type: ignore[arg-type]
         completed_at=from_epoch(num("ca")),
         expires_at=from_epoch(num("ea")),
         images=tuple(json.loads(h.get("img", "[]"))),

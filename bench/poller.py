@@ -94,10 +94,11 @@ def breakdown(client: redis.Redis, count: int) -> dict[str, float]:
     parts: dict[str, float] = {
         "task hash (key + fields)": float(client.memory_usage(f"ai:t:{PROVIDER}:{sample}") or 0),
     }
-    for name in (f"ai:due:{PROVIDER}", "ai:open"):
-        if client.exists(name):
-            total = client.memory_usage(name, samples=0) or 0
-            parts[f"{name} entry"] = total / max(1, int(client.zcard(name)))
+    name = f"ai:due:{PROVIDER}"
+    if client.exists(name):
+        total = client.memory_usage(name, samples=0) or 0
+        parts[f"{name} entry"] = total / max(1, int(client.zcard(name)))
+    parts["ai:open (whole hash)"] = float(client.memory_usage("ai:open") or 0)
     fields: Any = client.hgetall(f"ai:t:{PROVIDER}:{sample}")
     parts["hash fields"] = float(len(fields))
     return parts

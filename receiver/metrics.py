@@ -2,7 +2,7 @@
 
 Counters are the `ai:metrics` hash every process adds to (see afterimage.metrics); this
 process writes its own pending counts first. Gauges are computed from the ledger's indexes in
-one pipelined round trip: ZCARD of every state index, the oldest member of `ai:open`, the
+one pipelined round trip: ZCARD of every state index, the lowest slot of `ai:open`, the
 earliest of `ai:deadline`, the inbox and queue lengths. If Redis cannot be reached the answer
 is still 200, with `afterimage_redis_up 0`, so the outage itself is what alerts.
 """
@@ -76,12 +76,18 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
+def _oldest_age(slots: dict[bytes, bytes], now: float) -> float:
+    """Age of the earliest 10 s creation slot that still holds an open task; 0 if none."""
+    held = [int(slot) for slot, count in slots.items() if int(count) > 0]
+    return max(0.0, now - min(held)) if held else 0.0
+
+
 async def _read(rt: Runtime) -> list[Metric]:
     polled = [p for p in PROVIDERS if p in rt.settings.api_keys]
     pairs = [(s.value, p) for s in TaskState for p in PROVIDERS]
     pipe = rt.ledger.redis.pipeline(transaction=False)
     pipe.hgetall(keys.METRICS)
-    pipe.zrange(keys.OPEN, 0, 0, withscores=True)
+    pipe.hgetall(keys.OPEN)
     pipe.zrange(keys.DEADLINES, 0, 0, withscores=True)
     pipe.xlen(keys.INBOX)
     for state, provider in pairs:
@@ -105,8 +111,9 @@ async def _read(rt: Runtime) -> list[Metric]:
     found.append(tasks)
     found.append(_gauge(
         "afterimage_oldest_unarchived_task_age_seconds",
-        "Age of the oldest task not yet archived (pending, queued or archive_failed); 0 if none.",
-        now - oldest[0][1] if oldest else 0.0))
+        "Age of the oldest task not yet archived (pending, queued or archive_failed), to 10 s "
+        "(rounded up); 0 if none.",
+        _oldest_age(oldest, now)))
     if earliest:
         found.append(_gauge(
             "afterimage_earliest_link_deadline_seconds",
