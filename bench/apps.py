@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 OK = b'{"code":200,"msg":"success"}'
 
@@ -38,7 +39,7 @@ def enqueue_in_request_app() -> Starlette:
     from afterimage.manifest import archive_job_id
     from afterimage.settings import Settings
     from receiver import app as receiver_app
-    from receiver.callbacks import receive_callback
+    from receiver.callbacks import Callbacks
 
     settings = Settings.from_env()
     assert settings.redis_url
@@ -49,20 +50,20 @@ def enqueue_in_request_app() -> Starlette:
                       job_id=archive_job_id(provider, task_id, 1), job_timeout=600,
                       result_ttl=3600, failure_ttl=7 * 86400)
 
-    async def callback(request: Request) -> Response:
-        body = await request.body()
+    wrapper: Callbacks = receiver_app.create_app(settings, check_storage=False)
 
-        async def replay() -> dict[str, object]:
-            return {"type": "http.request", "body": body, "more_body": False}
+    class Callback:  # an ASGI app, so that Route passes scope, receive and send through
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            body = await Request(scope, receive).body()
 
-        response = await receive_callback(Request(request.scope, replay))
-        provider = request.path_params["provider"]
-        task_id = json.loads(body)["id"]
-        await run_in_threadpool(enqueue, provider, task_id)
-        return response
+            async def replay() -> dict[str, object]:
+                return {"type": "http.request", "body": body, "more_body": False}
 
-    app = receiver_app.create_app(settings, check_storage=False)
-    app.router.routes.insert(0, Route("/callbacks/{provider}/{token}", callback,
+            await wrapper(scope, replay, send)
+            await run_in_threadpool(enqueue, scope["path"].split("/")[2], json.loads(body)["id"])
+
+    app = wrapper.starlette
+    app.router.routes.insert(0, Route("/callbacks/{provider}/{token}", Callback(),
                                       methods=["POST"]))
     return app
 

@@ -15,7 +15,7 @@ from afterimage.models import TaskState, task_id_problem
 from afterimage.providers import NAMES, adapter
 from afterimage.schedule import first_poll
 from afterimage.tokens import callback_url
-from receiver.body import read_body
+from receiver.body import read_request_body
 from receiver.errors import ApiError
 from receiver.runtime import runtime
 
@@ -31,7 +31,7 @@ class TrackRequest(BaseModel):
 
 async def json_body(request: Request) -> Any:
     try:
-        return json.loads(await read_body(request, MAX_API_BODY))
+        return json.loads(await read_request_body(request, MAX_API_BODY))
     except ValueError:
         raise ApiError(415, "not_json", "the body is not JSON") from None
 

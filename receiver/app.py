@@ -20,7 +20,7 @@ from afterimage.errors import AfterimageError
 from afterimage.ledger import AsyncLedger
 from afterimage.settings import Settings
 from receiver import api, metrics, operate, ops, session
-from receiver.callbacks import receive_callback
+from receiver.callbacks import Callbacks
 from receiver.errors import error_response, on_afterimage_error, on_http_error, on_unexpected
 from receiver.runtime import Runtime, runtime
 
@@ -50,8 +50,9 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready", "checks": checks})
 
 
-def create_app(settings: Settings, *, check_storage: bool = True) -> Starlette:
-    """The receiver app; Redis is connected in the lifespan, never at import time."""
+def create_app(settings: Settings, *, check_storage: bool = True) -> Callbacks:
+    """The receiver app: callbacks answered by `Callbacks` in front, every other route by
+    Starlette. Redis is connected in the lifespan, never at import time."""
     settings.require_receiver_secrets()
     if settings.redis_url is None:
         raise AfterimageError("AFTERIMAGE_REDIS_URL is not set")
@@ -81,7 +82,6 @@ def create_app(settings: Settings, *, check_storage: bool = True) -> Starlette:
             await client.aclose()
 
     routes = [
-        Route("/callbacks/{provider}/{token}", receive_callback, methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics.metrics),
@@ -109,10 +109,10 @@ def create_app(settings: Settings, *, check_storage: bool = True) -> Starlette:
         },
     )
     app.router.redirect_slashes = False  # an unknown path is a JSON 404, never a redirect
-    return app
+    return Callbacks(app)
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> Callbacks:
     """Factory for `uvicorn --factory` (one app per uvicorn worker process)."""
     from afterimage.logs import setup_logging
 

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from receiver.body import read_body
+from receiver.body import read_request_body
 from receiver.errors import ApiError
 from receiver.pages import render
 from receiver.runtime import Runtime, runtime
@@ -79,7 +79,7 @@ async def read_form(request: Request) -> dict[str, str]:
     if not request.headers.get("content-type", "").startswith(
             "application/x-www-form-urlencoded"):
         raise ApiError(415, "not_a_form", "expected application/x-www-form-urlencoded")
-    body = await read_body(request, FORM_LIMIT)
+    body = await read_request_body(request, FORM_LIMIT)
     try:
         fields = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=20)
     except (UnicodeDecodeError, ValueError):
