@@ -15,6 +15,7 @@ against a freshly rewritten AOF as after a restart.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -112,9 +113,21 @@ def wait_rewrite(client: redis.Redis) -> None:
     poll_until(done, 300, "the AOF rewrite", interval=0.2)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def redis_cpu(client: redis.Redis) -> float:
+    info: Any = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def poll_rate(client: redis.Redis, env: dict[str, str], work: Path, seconds: float,
-              since: float) -> float:
-    """Tasks claimed by the poller per second, in its steady state."""
+              since: float) -> tuple[float, float, float]:
+    """Tasks claimed by the poller per second in its steady state, and the poller's and
+    Redis's CPU time per task handled (µs)."""
     def handled() -> int:
         return int(client.zcount(f"ai:due:{PROVIDER}", since, "+inf"))
 
@@ -125,11 +138,14 @@ def poll_rate(client: redis.Redis, env: dict[str, str], work: Path, seconds: flo
             raise RuntimeError(f"the poller died:\n{proc.tail()}")
         time.sleep(1.0)
         first, t1 = handled(), time.monotonic()
+        cpu1, rcpu1 = cpu_seconds(proc.pid), redis_cpu(client)
         time.sleep(seconds)
         last, t2 = handled(), time.monotonic()
+        cpu2, rcpu2 = cpu_seconds(proc.pid), redis_cpu(client)
     finally:
         proc.stop()
-    return (last - first) / (t2 - t1)
+    done = max(1, last - first)
+    return (last - first) / (t2 - t1), (cpu2 - cpu1) / done * 1e6, (rcpu2 - rcpu1) / done * 1e6
 
 
 def bare_rate(base_url: str, seconds: float) -> float:
@@ -142,41 +158,56 @@ def bare_rate(base_url: str, seconds: float) -> float:
 
 
 def run(results: Results, work: Path, smoke: bool) -> None:
-    count = 10_000 if smoke else 1_000_000
+    counts = (10_000,) if smoke else (100_000, 1_000_000)
     seconds = 3.0 if smoke else 12.0
     port = free_port()
     instant = Proc("instant", [PY, "-m", "bench.instant", str(port)], work)
     try:
         wait_for(lambda: port_open(port), 20, "the instant provider to listen")
         base = f"http://127.0.0.1:{port}/{PROVIDER}"
-        with redis_server(work / "redis", appendonly=False) as rds:
-            client = rds.client
-            before = used_memory(client)
-            since = time.time()
-            made = create_pending(client, count, due_at=since - 60)
-            per_task = (used_memory(client) - before) / count
-            parts = breakdown(client, count)
-            client.config_set("appendonly", "yes")
-            wait_rewrite(client)
-            env = stack_env(rds.url, extra={
-                f"AFTERIMAGE_{PROVIDER.upper()}_BASE_URL": base,
-                f"AFTERIMAGE_{PROVIDER.upper()}_API_KEY": "sim-key",
-                "AFTERIMAGE_POLL_RATE": "1000000",  # the shared rate limit must not be the bound
-                "AFTERIMAGE_LOG_LEVEL": "WARNING",
-            })
-            # The bare loop before and after the poller, its rate their mean: the VM's speed
-            # drifts over minutes, and this way it weighs on both sides alike.
-            bares = [bare_rate(base, seconds)]
-            ours = poll_rate(client, env, work, seconds, since)
-            bares.append(bare_rate(base, seconds))
-        bare = sum(bares) / len(bares)
+        for count in counts:
+            measure(results, work, base, count, seconds, with_bare=count == counts[-1])
     finally:
         instant.stop()
+
+
+def measure(results: Results, work: Path, base: str, count: int, seconds: float,
+            with_bare: bool) -> None:
+    """`count` pending tasks in a fresh Redis: their memory, then the poller working on them
+    (and, with `with_bare`, the bare loop before and after it)."""
+    with redis_server(work / f"redis-{count}", appendonly=False) as rds:
+        client = rds.client
+        before = used_memory(client)
+        since = time.time()
+        made = create_pending(client, count, due_at=since - 60)
+        per_task = (used_memory(client) - before) / count
+        parts = breakdown(client, count)
+        client.config_set("appendonly", "yes")
+        wait_rewrite(client)
+        env = stack_env(rds.url, extra={
+            f"AFTERIMAGE_{PROVIDER.upper()}_BASE_URL": base,
+            f"AFTERIMAGE_{PROVIDER.upper()}_API_KEY": "sim-key",
+            "AFTERIMAGE_POLL_RATE": "1000000",  # the shared rate limit must not be the bound
+            "AFTERIMAGE_LOG_LEVEL": "WARNING",
+        })
+        # The bare loop before and after the poller, its rate their mean: the VM's speed
+        # drifts over minutes, and this way it weighs on both sides alike.
+        bares = [bare_rate(base, seconds)] if with_bare else []
+        ours, cpu_us, redis_us = poll_rate(client, env, work, seconds, since)
+        if with_bare:
+            bares.append(bare_rate(base, seconds))
     what = ", ".join(f"{k} {v:.0f}" for k, v in parts.items())
     results.add(Row("poller", f"Redis memory per pending task ({count:,} tasks)", per_task, "bytes",
                     target=f"≤{BYTES_TARGET} B", ok=per_task <= BYTES_TARGET,
                     note=f"{what}; made in {made:.1f} s",
                     extra={"tasks": count, "parts": parts, "create_seconds": made}))
+    results.add(Row("poller", f"CPU per due task ({count:,} tracked)", cpu_us, "µs",
+                    note=f"poller process; Redis {redis_us:.0f} µs; {ours:,.0f} tasks/s",
+                    extra={"tasks": count, "poller_us": cpu_us, "redis_us": redis_us,
+                           "rate": ours}))
+    if not bares:
+        return
+    bare = sum(bares) / len(bares)
     ratio = ours / bare if bare else 0.0
     results.add(Row("poller", f"poller: due tasks handled, {THREADS} threads", ours, "tasks/s",
                     ratio, f"≥{RATE_TARGET}x bare", ratio >= RATE_TARGET,

@@ -70,13 +70,15 @@ def create_app(settings: Settings, *, check_storage: bool = True) -> Callbacks:
             from worker.storage import open_store
 
             app.state.store = open_store(settings.storage_url, settings.s3_endpoint_url)
-        flusher = asyncio.create_task(metrics.flush_forever(rt))
+        chores = [asyncio.create_task(metrics.flush_forever(rt)),
+                  asyncio.create_task(rt.deadlines.run())]
         try:
             yield
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            for chore in chores:
+                chore.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await chore
             await metrics.flush(rt)
             app.state.http.close()
             await client.aclose()

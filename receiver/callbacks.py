@@ -92,7 +92,7 @@ async def receive_callback(
     if not rt.callback_token_ok(provider, token):
         raise CallbackAuthError(f"{provider}: bad callback token")
     settings = rt.settings
-    body = await read_body(scope, receive, settings.callback_read_timeout)
+    body = await read_body(scope, receive, rt.deadlines)
     headers = Headers(scope=scope)
     now = datetime.now(UTC)
     result = adapter.parse_callback(body, headers, now)

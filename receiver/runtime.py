@@ -12,6 +12,7 @@ from afterimage.metrics import Tally
 from afterimage.providers import ADAPTERS
 from afterimage.settings import Settings
 from afterimage.tokens import callback_token
+from receiver.deadlines import BodyDeadlines
 from receiver.errors import ApiError
 
 
@@ -22,8 +23,10 @@ class Runtime:
     tokens: dict[str, tuple[str, ...]] = field(default_factory=dict)
     api_token: bytes = b""
     tally: Tally = field(default_factory=Tally)  # this process's counts, flushed to Redis
+    deadlines: BodyDeadlines = field(init=False)  # request bodies' time limit
 
     def __post_init__(self) -> None:
+        self.deadlines = BodyDeadlines(self.settings.callback_read_timeout)
         self.tokens = {
             name: tuple(callback_token(s, name) for s in self.settings.secrets)
             for name in ADAPTERS

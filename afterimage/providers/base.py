@@ -121,6 +121,20 @@ def validate(provider: str, model: type[M], data: Any) -> M:
         raise AdapterError(provider, where, first["msg"]) from exc
 
 
+def load_model(provider: str, model: type[M], body: bytes) -> M:
+    """`load_json` and `validate` in one step, parsed by pydantic's own JSON reader (half the
+    time of both on a callback): bytes that are not JSON raise NotJsonError, JSON that does
+    not fit `model` raises AdapterError naming the first failing field."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            raise NotJsonError(provider, "(body)", f"not JSON: {first['msg']}") from exc
+        where = ".".join(str(part) for part in first["loc"]) or "(body)"
+        raise AdapterError(provider, where, first["msg"]) from exc
+
+
 def retry_after(headers: Mapping[str, str], now: datetime) -> float | None:
     """Seconds from a Retry-After header (delta or HTTP date), if any."""
     raw = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)

@@ -10,7 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from afterimage.errors import AdapterError, TaskGoneError
 from afterimage.models import HttpRequest, Outcome, ProviderResult
-from afterimage.providers.base import PollPlan, ProviderAdapter, body_message, load_json, validate
+from afterimage.providers.base import (
+    PollPlan,
+    ProviderAdapter,
+    body_message,
+    load_model,
+)
 from afterimage.providers.fields import (
     ErrorInfo,
     body_code,
@@ -52,7 +57,7 @@ class Evolink(ProviderAdapter):
     def parse_callback(
         self, body: bytes, headers: Mapping[str, str], now: datetime
     ) -> ProviderResult:
-        return self._result(load_json(self.name, body), now)
+        return self._result(load_model(self.name, _Task, body), now)
 
     def status_request(self, base_url: str, api_key: str, task_id: str) -> HttpRequest:
         url = endpoint(base_url, "/v1/tasks/", task_id)
@@ -67,7 +72,7 @@ class Evolink(ProviderAdapter):
                     self.name, body_message(body), status=status, provider_code=GONE
                 )
             raise http_error(self.name, status, headers, body, now)
-        result = self._result(load_json(self.name, body), now)
+        result = self._result(load_model(self.name, _Task, body), now)
         same_task(self.name, "id", task_id, result.task_id)
         return result
 
@@ -85,10 +90,9 @@ class Evolink(ProviderAdapter):
     ) -> str:
         if not 200 <= status < 300:
             raise http_error(self.name, status, headers, body, now, gone=False)
-        return validate(self.name, _Task, load_json(self.name, body)).id
+        return load_model(self.name, _Task, body).id
 
-    def _result(self, data: Any, now: datetime) -> ProviderResult:
-        task = validate(self.name, _Task, data)
+    def _result(self, task: _Task, now: datetime) -> ProviderResult:
         outcome = STATES.get(task.status)
         if outcome is None:
             raise AdapterError(self.name, "status", f"unknown status {task.status!r:.80}")
