@@ -4,7 +4,7 @@
     ai:due:{provider}             zset    pending tasks, scored by their next poll time
     ai:s:{state}:{provider}       zset    tasks in every other state, scored by last change
     ai:deadline                   zset    "{provider}\\n{task_id}" unfinished, by link expiry
-    ai:open                       hash    creation time (to 10 s) -> how many tasks created then
+    ai:opened                     hash    creation time (to 10 s) -> how many tasks created then
                                           are not yet archived (pending, queued, archive_failed)
     ai:metrics                    hash    counters every process adds to (afterimage.metrics)
     ai:inbox                      stream  tasks whose archive job must be created (dispatcher input)
@@ -22,7 +22,7 @@ INBOX = PREFIX + "inbox"
 DISPATCH_GROUP = "dispatch"
 DEADLINES = PREFIX + "deadline"
 RESCUE_LOCK = PREFIX + "rescue"
-OPEN = PREFIX + "open"
+OPEN = PREFIX + "opened"
 METRICS = PREFIX + "metrics"
 
 

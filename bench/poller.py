@@ -99,7 +99,7 @@ def breakdown(client: redis.Redis, count: int) -> dict[str, float]:
     if client.exists(name):
         total = client.memory_usage(name, samples=0) or 0
         parts[f"{name} entry"] = total / max(1, int(client.zcard(name)))
-    parts["ai:open (whole hash)"] = float(client.memory_usage("ai:open") or 0)
+    parts["ai:opened (whole hash)"] = float(client.memory_usage("ai:opened") or 0)
     fields: Any = client.hgetall(f"ai:t:{PROVIDER}:{sample}")
     parts["hash fields"] = float(len(fields))
     return parts

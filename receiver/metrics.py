@@ -2,7 +2,7 @@
 
 Counters are the `ai:metrics` hash every process adds to (see afterimage.metrics); this
 process writes its own pending counts first. Gauges are computed from the ledger's indexes in
-one pipelined round trip: ZCARD of every state index, the lowest slot of `ai:open`, the
+one pipelined round trip: ZCARD of every state index, the lowest slot of `ai:opened`, the
 earliest of `ai:deadline`, the inbox and queue lengths. If Redis cannot be reached the answer
 is still 200, with `afterimage_redis_up 0`, so the outage itself is what alerts.
 """

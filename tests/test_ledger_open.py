@@ -1,4 +1,4 @@
-"""The transition script keeps `ai:open` (tasks not yet archived, counted per 10 s of creation
+"""The transition script keeps `ai:opened` (tasks not yet archived, counted per 10 s of creation
 time) exact through every kind of move, and a new task's record stays small."""
 
 from __future__ import annotations

@@ -57,11 +57,11 @@ if closed[to] then
 elseif ea then
   redis.call('ZADD', prefix .. 'deadline', ea, member)
 end
--- ai:open counts the tasks not yet archived by the 10 s in which they were created: the
+-- ai:opened counts the tasks not yet archived by the 10 s in which they were created: the
 -- oldest one's age is its lowest field, and a task costs no memory of its own there.
 local was_open, is_open = st ~= 'none' and not closed[st], not closed[to]
 if was_open ~= is_open then
-  local okey, slot = prefix .. 'open', tostring(math.floor(tonumber(cur[4] or now) / 10) * 10)
+  local okey, slot = prefix .. 'opened', tostring(math.floor(tonumber(cur[4] or now) / 10) * 10)
   if is_open then
     redis.call('HINCRBY', okey, slot, 1)
   elseif redis.call('HINCRBY', okey, slot, -1) <= 0 then
