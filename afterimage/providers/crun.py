@@ -17,9 +17,9 @@ from afterimage.providers.fields import (
     check_envelope,
     endpoint,
     envelope_code,
-    lifetime,
     result_urls,
     same_task,
+    succeeded,
     timestamp,
 )
 
@@ -129,16 +129,8 @@ class Crun(ProviderAdapter):
         urls = result_urls(
             self.name, "result.media_urls", data.result.media_urls if data.result else None
         )
-        done, expires = lifetime(timestamp(self.name, "complete_at", data.complete_at), None, now)
-        return ProviderResult(
-            self.name,
-            data.task_id,
-            outcome,
-            urls,
-            completed_at=done,
-            expires_at=expires,
-            model=data.model_version,
-        )
+        completed = timestamp(self.name, "complete_at", data.complete_at)
+        return succeeded(self.name, data.task_id, urls, data.model_version, now, completed)
 
     def _failed(self, data: _Data, code: str | None, message: str | None) -> ProviderResult:
         res = data.result or _Result()

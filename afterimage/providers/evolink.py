@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from afterimage.errors import AdapterError, TaskGoneError
+from afterimage.errors import TaskGoneError
 from afterimage.models import HttpRequest, Outcome, ProviderResult
 from afterimage.providers.base import (
     PollPlan,
@@ -20,11 +20,12 @@ from afterimage.providers.fields import (
     ErrorInfo,
     body_code,
     endpoint,
-    failure,
+    failed,
     http_error,
-    lifetime,
+    outcome_of,
     result_urls,
     same_task,
+    succeeded,
 )
 
 STATES = {
@@ -93,29 +94,10 @@ class Evolink(ProviderAdapter):
         return load_model(self.name, _Task, body).id
 
     def _result(self, task: _Task, now: datetime) -> ProviderResult:
-        outcome = STATES.get(task.status)
-        if outcome is None:
-            raise AdapterError(self.name, "status", f"unknown status {task.status!r:.80}")
+        outcome = outcome_of(self.name, STATES, task.status)
         if outcome is Outcome.SUCCEEDED:
             urls = result_urls(self.name, "results", task.results)
-            done, expires = lifetime(None, None, now)  # the payload says neither
-            return ProviderResult(
-                self.name,
-                task.id,
-                outcome,
-                urls,
-                completed_at=done,
-                expires_at=expires,
-                model=task.model,
-            )
+            return succeeded(self.name, task.id, urls, task.model, now)  # the payload has no times
         if outcome is Outcome.FAILED:
-            code, message = failure(task.error, task.status)
-            return ProviderResult(
-                self.name,
-                task.id,
-                outcome,
-                error_code=code,
-                error_message=message,
-                model=task.model,
-            )
+            return failed(self.name, task.id, task.status, task.error, task.model)
         return ProviderResult(self.name, task.id, outcome, model=task.model)

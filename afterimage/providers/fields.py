@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from afterimage.errors import (
     AdapterError,
@@ -17,12 +17,15 @@ from afterimage.errors import (
     TaskGoneError,
     TransientProviderError,
 )
+from afterimage.models import Outcome, ProviderResult
 from afterimage.providers.base import (
     LINK_LIFETIME,
     body_message,
     epoch,
     error_for_status,
+    load_json,
     retry_after,
+    validate,
 )
 
 
@@ -110,6 +113,50 @@ def lifetime(
     """(completed_at, expires_at): the payload's, else `now` and completion + LINK_LIFETIME."""
     done = completed or now
     return done, expires or done + LINK_LIFETIME
+
+
+class CreatedId(BaseModel):
+    """A create reply that names the new task as `id`."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(min_length=1)
+
+
+def created_id(
+    provider: str, status: int, headers: Mapping[str, str], body: bytes, now: datetime
+) -> str:
+    """The task id of a create reply `{"id": ...}`, or the provider's error."""
+    if not 200 <= status < 300:
+        raise http_error(provider, status, headers, body, now, gone=False)
+    return validate(provider, CreatedId, load_json(provider, body)).id
+
+
+def outcome_of(provider: str, states: Mapping[str, Outcome], status: str) -> Outcome:
+    """The normalized outcome of a provider's status value; an unknown one is an error."""
+    found = states.get(status)
+    if found is None:
+        raise AdapterError(provider, "status", f"unknown status {status!r:.80}")
+    return found
+
+
+def failed(
+    provider: str, task_id: str, status: str, error: ErrorInfo | str | None,
+    model: str | None, completed: datetime | None = None,
+) -> ProviderResult:
+    """A failed task's result, with the provider's own error code and message."""
+    code, message = failure(error, status)
+    return ProviderResult(provider, task_id, Outcome.FAILED, error_code=code,
+                          error_message=message, completed_at=completed, model=model)
+
+
+def succeeded(
+    provider: str, task_id: str, urls: tuple[str, ...], model: str | None, now: datetime,
+    completed: datetime | None = None, expires: datetime | None = None,
+) -> ProviderResult:
+    """A succeeded task's result; completion and link expiry default as `lifetime` says."""
+    done, expires_at = lifetime(completed, expires, now)
+    return ProviderResult(provider, task_id, Outcome.SUCCEEDED, urls, completed_at=done,
+                          expires_at=expires_at, model=model)
 
 
 def result_urls(provider: str, field: str, value: object) -> tuple[str, ...]:

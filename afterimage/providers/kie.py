@@ -21,9 +21,9 @@ from afterimage.providers.fields import (
     check_envelope,
     endpoint,
     envelope_code,
-    lifetime,
     result_urls,
     same_task,
+    succeeded,
     timestamp,
 )
 
@@ -135,16 +135,7 @@ class Kie(ProviderAdapter):
             return ProviderResult(self.name, task_id, outcome, model=data.model)
         urls = result_urls(self.name, "data.resultJson.resultUrls", self._result_urls(data))
         completed = timestamp(self.name, "data.completeTime", data.completeTime, millis=True)
-        done, expires = lifetime(completed, None, now)
-        return ProviderResult(
-            self.name,
-            task_id,
-            outcome,
-            urls,
-            completed_at=done,
-            expires_at=expires,
-            model=data.model,
-        )
+        return succeeded(self.name, task_id, urls, data.model, now, completed)
 
     def _result_urls(self, data: _Data) -> object:
         raw = data.resultJson

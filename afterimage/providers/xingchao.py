@@ -8,17 +8,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from afterimage.errors import AdapterError
 from afterimage.models import HttpRequest, Outcome, ProviderResult
 from afterimage.providers.base import PollPlan, ProviderAdapter, load_json, validate
 from afterimage.providers.fields import (
     ErrorInfo,
+    created_id,
     endpoint,
-    failure,
+    failed,
     http_error,
-    lifetime,
+    outcome_of,
     result_urls,
     same_task,
+    succeeded,
 )
 
 STATES = {
@@ -36,11 +37,6 @@ class _Task(BaseModel):
     model: str | None = None
     image_url: list[Any] | str | None = None
     error: ErrorInfo | str | None = None
-
-
-class _Created(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    id: str = Field(min_length=1)
 
 
 class Xingchao(ProviderAdapter):
@@ -62,32 +58,13 @@ class Xingchao(ProviderAdapter):
             raise http_error(self.name, status, headers, body, now)
         task = validate(self.name, _Task, load_json(self.name, body))
         same_task(self.name, "id", task_id, task.id)
-        outcome = STATES.get(task.status)
-        if outcome is None:
-            raise AdapterError(self.name, "status", f"unknown status {task.status!r:.80}")
+        outcome = outcome_of(self.name, STATES, task.status)
         if outcome is Outcome.PENDING:
             return ProviderResult(self.name, task_id, outcome, model=task.model)
         if outcome is Outcome.FAILED:
-            code, message = failure(task.error, task.status)
-            return ProviderResult(
-                self.name,
-                task_id,
-                outcome,
-                error_code=code,
-                error_message=message,
-                model=task.model,
-            )
+            return failed(self.name, task_id, task.status, task.error, task.model)
         urls = result_urls(self.name, "image_url", task.image_url)
-        done, expires_at = lifetime(None, None, now)  # the reply says neither
-        return ProviderResult(
-            self.name,
-            task_id,
-            outcome,
-            urls,
-            completed_at=done,
-            expires_at=expires_at,
-            model=task.model,
-        )
+        return succeeded(self.name, task_id, urls, task.model, now)  # the reply has no times
 
     def create_request(
         self, base_url: str, api_key: str, body: Mapping[str, Any], callback_url: str | None
@@ -98,6 +75,4 @@ class Xingchao(ProviderAdapter):
     def parse_create(
         self, status: int, headers: Mapping[str, str], body: bytes, now: datetime
     ) -> str:
-        if not 200 <= status < 300:
-            raise http_error(self.name, status, headers, body, now, gone=False)
-        return validate(self.name, _Created, load_json(self.name, body)).id
+        return created_id(self.name, status, headers, body, now)
