@@ -21,7 +21,14 @@ from afterimage.ledger import AsyncLedger
 from afterimage.settings import Settings
 from receiver import api, metrics, operate, ops, session
 from receiver.callbacks import Callbacks
-from receiver.errors import error_response, on_afterimage_error, on_http_error, on_unexpected
+from receiver.errors import (
+    ClientGone,
+    error_response,
+    on_afterimage_error,
+    on_client_gone,
+    on_http_error,
+    on_unexpected,
+)
 from receiver.runtime import Runtime, runtime
 
 
@@ -106,6 +113,7 @@ def create_app(settings: Settings, *, check_storage: bool = True) -> Callbacks:
         lifespan=lifespan,
         exception_handlers={
             AfterimageError: on_afterimage_error,
+            ClientGone: on_client_gone,
             HTTPException: on_http_error,
             Exception: on_unexpected,
         },

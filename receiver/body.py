@@ -8,14 +8,10 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope
 
 from receiver.deadlines import BodyDeadlines
-from receiver.errors import ApiError
+from receiver.errors import ApiError, ClientGone
 from receiver.runtime import runtime
 
 MAX_CALLBACK_BYTES = 1024 * 1024
-
-
-class ClientGone(Exception):
-    """The client disconnected before its body was complete; there is no one to answer."""
 
 
 async def read_request_body(request: Request, limit: int = MAX_CALLBACK_BYTES) -> bytes:

@@ -29,8 +29,8 @@ from afterimage.metrics import CALLBACKS
 from afterimage.models import task_id_problem
 from afterimage.providers import ADAPTERS, kie
 from afterimage.schedule import first_poll
-from receiver.body import ClientGone, read_body
-from receiver.errors import on_afterimage_error, on_unexpected
+from receiver.body import read_body
+from receiver.errors import ClientGone, on_afterimage_error, on_client_gone, on_unexpected
 from receiver.runtime import Runtime
 
 log = logging.getLogger("afterimage.receiver")
@@ -64,14 +64,13 @@ class Callbacks:
         rt: Runtime = self.state.runtime
         try:
             await receive_callback(rt, scope, receive, provider, token)
-        except ClientGone:
-            log.info("callback for %s: client disconnected before its body was complete",
-                     provider)
-            return
-        except Exception as exc:
+        except Exception as exc:  # answered as the app's exception handlers answer it
+            request = Request(scope, receive)
+            if isinstance(exc, ClientGone):
+                await on_client_gone(request, exc)
+                return
             code = exc.code if isinstance(exc, AfterimageError) else "internal_error"
             rt.tally.add(CALLBACKS, provider if provider in ADAPTERS else "unknown", code)
-            request = Request(scope, receive)
             if isinstance(exc, AfterimageError):
                 response = await on_afterimage_error(request, exc)
             else:

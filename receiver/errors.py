@@ -64,6 +64,16 @@ async def on_afterimage_error(request: Request, exc: Exception) -> Response:
     return error_response(status, code, str(exc), request)
 
 
+class ClientGone(Exception):
+    """The client disconnected before its body was complete; there is no one to answer."""
+
+
+async def on_client_gone(request: Request, exc: Exception) -> Response:
+    log.info("%s %s: the client disconnected before its body was complete",
+             request.method, request.url.path)
+    return Response(status_code=400)  # not sent: uvicorn drops what follows a disconnect
+
+
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")

@@ -17,9 +17,10 @@ from afterimage.providers.fields import (
     body_code,
     endpoint,
     envelope_code,
-    failure,
+    failed,
     http_error,
     lifetime,
+    outcome_of,
     result_urls,
     same_task,
     timestamp,
@@ -156,23 +157,12 @@ class Apimart(ProviderAdapter):
         return validate(self.name, _Created, load_json(self.name, body)).data[0].task_id
 
     def _result(self, task_id: str, task: _Task, now: datetime, at: str) -> ProviderResult:
-        outcome = STATES.get(task.status)
-        if outcome is None:
-            raise AdapterError(self.name, f"{at}status", f"unknown status {task.status!r:.80}")
+        outcome = outcome_of(self.name, STATES, task.status, f"{at}status")
         if outcome is Outcome.PENDING:
             return ProviderResult(self.name, task_id, outcome, model=task.model)
         completed = timestamp(self.name, f"{at}completed", task.completed)
         if outcome is Outcome.FAILED:
-            code, message = failure(task.error, task.status)
-            return ProviderResult(
-                self.name,
-                task_id,
-                outcome,
-                error_code=code,
-                error_message=message,
-                completed_at=completed,
-                model=task.model,
-            )
+            return failed(self.name, task_id, task.status, task.error, task.model, completed)
         done, _ = lifetime(completed, None, now)
         urls: list[str] = []
         expiries = []

@@ -131,11 +131,14 @@ def created_id(
     return validate(provider, CreatedId, load_json(provider, body)).id
 
 
-def outcome_of(provider: str, states: Mapping[str, Outcome], status: str) -> Outcome:
-    """The normalized outcome of a provider's status value; an unknown one is an error."""
+def outcome_of(
+    provider: str, states: Mapping[str, Outcome], status: str, field: str = "status"
+) -> Outcome:
+    """The normalized outcome of a provider's status value; an unknown one is an error that
+    names `field`."""
     found = states.get(status)
     if found is None:
-        raise AdapterError(provider, "status", f"unknown status {status!r:.80}")
+        raise AdapterError(provider, field, f"unknown {field.rsplit('.', 1)[-1]} {status!r:.80}")
     return found
 
 

@@ -21,6 +21,7 @@ from afterimage.providers.fields import (
     check_envelope,
     endpoint,
     envelope_code,
+    outcome_of,
     result_urls,
     same_task,
     succeeded,
@@ -126,9 +127,7 @@ class Kie(ProviderAdapter):
         return found.pop()
 
     def _result(self, task_id: str, data: _Data, state: str, now: datetime) -> ProviderResult:
-        outcome = STATES.get(state)
-        if outcome is None:
-            raise AdapterError(self.name, "data.state", f"unknown state {state!r:.80}")
+        outcome = outcome_of(self.name, STATES, state, "data.state")
         if outcome is Outcome.FAILED:
             return self._failed(task_id, data, state, None)
         if outcome is Outcome.PENDING:

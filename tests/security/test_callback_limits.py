@@ -152,6 +152,23 @@ def test_a_body_dripping_in_byte_by_byte_is_cut_off_with_408(port: int, redis_ur
     assert nothing_recorded(redis_url)
 
 
+def test_a_client_that_leaves_mid_body_records_nothing_and_harms_no_one(
+    port: int, redis_url: str
+) -> None:
+    body = json.dumps(completed("left")).encode()
+    with connect(port) as sock:
+        sock.sendall(head(PATH, {"Content-Type": "application/json",
+                                 "Content-Length": str(len(body))}) + body[:40])
+    with connect(port) as sock:  # the next caller is served as usual
+        good = json.dumps(completed("stayed")).encode()
+        sock.sendall(head(PATH, {"Content-Type": "application/json",
+                                 "Content-Length": str(len(good))}) + good)
+        assert read_reply(sock).status == 200
+    db = redis.Redis.from_url(redis_url)
+    assert db.exists(keys.task("evolink", "stayed"))
+    assert not db.exists(keys.task("evolink", "left"))
+
+
 @pytest.mark.parametrize(
     ("path", "status"),
     [("/callbacks/evolink/wrong-token", 401), ("/callbacks/nosuch/anything", 404)],
