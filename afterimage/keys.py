@@ -54,5 +54,8 @@ def probe(provider: str) -> str:
     return f"{PREFIX}probe:{provider}"
 
 
-def deadline_member(provider: str, task_id: str) -> str:
-    return f"{provider}\n{task_id}"
+def deadline_task(member: bytes) -> tuple[str, str]:
+    """(provider, task_id) of an `ai:deadline` member ("{provider}\\n{task_id}", made by
+    lua/transition.lua)."""
+    provider, task_id = member.decode().split("\n", 1)
+    return provider, task_id

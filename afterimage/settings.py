@@ -10,17 +10,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from afterimage.errors import ConfigError
+from afterimage.providers import ADAPTERS, NAMES
 from afterimage.webhooks import secret_key
 
-PROVIDERS = ("crun", "kie", "evolink", "apimart", "toapis", "xingchao")
-DEFAULT_BASE_URLS = {
-    "crun": "https://api.crun.ai",
-    "kie": "https://api.kie.ai",
-    "evolink": "https://api.evolink.ai",
-    "apimart": "https://api.apimart.ai",
-    "toapis": "https://toapis.com",
-    "xingchao": "https://zcbservice.aizfw.cn/kyyReactApiServer",
-}
+PROVIDERS = NAMES
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -71,8 +64,8 @@ class Settings:
         data_dir = Path(get("DATA_DIR") or "afterimage-data").absolute()
         storage = get("STORAGE_URL") or f"file://{data_dir / 'archive'}"
         keys = {p: Secret(k) for p in PROVIDERS if (k := get(f"{p.upper()}_API_KEY"))}
-        bases = {p: (get(f"{p.upper()}_BASE_URL") or d).rstrip("/")
-                 for p, d in DEFAULT_BASE_URLS.items()}
+        bases = {p: (get(f"{p.upper()}_BASE_URL") or a.default_base_url).rstrip("/")
+                 for p, a in ADAPTERS.items()}
         return cls(
             redis_url=get("REDIS_URL"),
             data_dir=data_dir,

@@ -5,21 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Sequence
 
 
 def callback_token(secret: str, provider: str) -> str:
     """The path token that authenticates `provider`'s callbacks."""
     digest = hmac.new(secret.encode(), f"afterimage-callback:{provider}".encode(), hashlib.sha256)
     return base64.urlsafe_b64encode(digest.digest()[:24]).decode().rstrip("=")
-
-
-def token_valid(secrets: Sequence[str], provider: str, token: str) -> bool:
-    """True when `token` was made by any of `secrets` (constant-time, every secret checked)."""
-    ok = False
-    for secret in secrets:
-        ok |= hmac.compare_digest(callback_token(secret, provider), token)
-    return ok
 
 
 def callback_url(public_url: str, secret: str, provider: str) -> str:

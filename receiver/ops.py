@@ -122,7 +122,7 @@ async def _gather(request: Request) -> dict[str, Any]:
     replies: list[Any] = await pipe.execute()
     sizes = iter(replies[:-1])
     counts = {s: {p: int(next(sizes)) for p in NAMES} for s in states}
-    soonest = [(m.decode().split("\n", 1), score) for m, score in replies[-1]]
+    soonest = [(keys.deadline_task(m), score) for m, score in replies[-1]]
     pipe = ledger.redis.pipeline(transaction=False)
     for (provider, task_id), _ in soonest:
         pipe.hget(keys.task(provider, task_id), "st")

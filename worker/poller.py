@@ -257,7 +257,7 @@ class Poller:
         late = cast(list[bytes], self.redis.zrangebyscore(
             keys.DEADLINES, "-inf", now, start=0, num=100))
         for member in late:
-            provider, task_id = member.decode().split("\n", 1)
+            provider, task_id = keys.deadline_task(member)
             task = self.ledger.get(provider, task_id)
             if task is None or task.state.terminal:
                 self.redis.zrem(keys.DEADLINES, member)

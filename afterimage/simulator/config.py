@@ -7,10 +7,11 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from afterimage.providers import NAMES
 from afterimage.simulator.faults import Faults
 from afterimage.simulator.images import normalize_format
 
-PROVIDERS = ("crun", "kie", "evolink", "apimart", "toapis", "xingchao")
+PROVIDERS = NAMES
 UNKNOWN_MODES = ("not_found", "pending")
 APIMART_URL_STYLES = ("list", "string", "grouped")
 KIE_CALLBACK_IDS = ("data.taskId", "data.task_id", "taskId")
