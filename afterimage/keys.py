@@ -24,6 +24,7 @@ DEADLINES = PREFIX + "deadline"
 RESCUE_LOCK = PREFIX + "rescue"
 OPEN = PREFIX + "opened"
 METRICS = PREFIX + "metrics"
+QUEUES = ("afterimage-urgent", "afterimage", "afterimage-notify")  # RQ queues, taken in this order
 
 
 def task(provider: str, task_id: str) -> str:

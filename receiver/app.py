@@ -74,7 +74,7 @@ def create_app(settings: Settings, *, check_storage: bool = True) -> Callbacks:
         app.state.store = None
         app.state.http = provider_api.new_client()
         if check_storage:
-            from worker.storage import open_store
+            from afterimage.storage import open_store
 
             app.state.store = open_store(settings.storage_url, settings.s3_endpoint_url)
         chores = [asyncio.create_task(metrics.flush_forever(rt)),

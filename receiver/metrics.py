@@ -27,7 +27,6 @@ from afterimage.metrics import families, write
 from afterimage.models import TaskState
 from afterimage.settings import PROVIDERS
 from receiver.runtime import Runtime, runtime
-from worker.runner import QUEUES
 
 FLUSH_EVERY = 1.0
 REDIS_ERRORS = (redis.RedisError, OSError)
@@ -92,7 +91,7 @@ async def _read(rt: Runtime) -> list[Metric]:
     pipe.xlen(keys.INBOX)
     for state, provider in pairs:
         pipe.zcard(index_key(state, provider))
-    for queue in QUEUES:
+    for queue in keys.QUEUES:
         pipe.llen(f"rq:queue:{queue}")
     for provider in polled:
         pipe.zrange(keys.due(provider), 0, 0, withscores=True)
@@ -101,7 +100,7 @@ async def _read(rt: Runtime) -> list[Metric]:
     counters, oldest, earliest, inbox = replies[:4]
     rest = replies[4:]
     sizes, rest = rest[:len(pairs)], rest[len(pairs):]
-    lengths, dues = rest[:len(QUEUES)], rest[len(QUEUES):]
+    lengths, dues = rest[:len(keys.QUEUES)], rest[len(keys.QUEUES):]
 
     found = families(counters)
     tasks = GaugeMetricFamily("afterimage_tasks", "Tasks in each state, by provider.",
@@ -125,7 +124,7 @@ async def _read(rt: Runtime) -> list[Metric]:
                         inbox))
     queued = GaugeMetricFamily("afterimage_queue_jobs", "Jobs waiting in each RQ queue.",
                                labels=("queue",))
-    for queue, length in zip(QUEUES, lengths, strict=True):
+    for queue, length in zip(keys.QUEUES, lengths, strict=True):
         queued.add_metric([queue], length)
     found.append(queued)
     lag = GaugeMetricFamily(

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from afterimage import keys
 from afterimage.ledger import index_key, list_tasks
@@ -90,20 +90,23 @@ async def stored_object(request: Request) -> Response:
         raise ApiError(404, "no_storage", "this receiver runs without storage")
     key = request.path_params["key"]
     try:
-        info = await run_in_threadpool(store.head, key)
-        body = await run_in_threadpool(store.get, key) if info is not None else None
-    except (ValueError, KeyError):
-        info = body = None
-    if info is None or body is None:
+        found = await run_in_threadpool(store.stream, key)
+    except ValueError:  # a key no store could hold
+        found = None
+    if found is None:
         raise ApiError(404, "not_found", "no such object")
+    info, chunks = found
     shown = info.content_type in SHOWN_TYPES
-    return Response(body, media_type=info.content_type if shown else "application/octet-stream",
-                    headers={
-                        "Content-Security-Policy": "default-src 'none'; sandbox",
-                        "X-Content-Type-Options": "nosniff",
-                        "Cache-Control": "private, max-age=300",
-                        **({} if shown else {"Content-Disposition": "attachment"}),
-                    })
+    return StreamingResponse(
+        chunks, media_type=info.content_type if shown else "application/octet-stream",
+        headers={
+            "Content-Length": str(info.size),
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, max-age=300",
+            **({} if shown else {"Content-Disposition": "attachment"}),
+        },
+    )  # fmt: skip
 
 
 async def stylesheet(request: Request) -> Response:

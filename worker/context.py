@@ -15,7 +15,7 @@ from afterimage.ledger import Ledger
 from afterimage.metrics import Tally, flush
 from afterimage.provider_api import new_client
 from afterimage.settings import Settings
-from worker.storage import ObjectStore, open_store
+from afterimage.storage import ObjectStore, open_store
 
 log = logging.getLogger("afterimage.worker")
 

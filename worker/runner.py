@@ -14,13 +14,13 @@ import redis
 from rq import Queue
 from rq.exceptions import StopRequested
 
+from afterimage.keys import QUEUES
 from afterimage.settings import Settings
 from worker.context import Context, install
 from worker.dispatcher import Dispatcher, run_forever
 from worker.recovery import MAINTENANCE_INTERVAL, WORKER_TTL, ArchiveWorker, run_recovery
 
 log = logging.getLogger("afterimage.worker")
-QUEUES = ("afterimage-urgent", "afterimage", "afterimage-notify")  # taken in this order
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's mallopt parameters (malloc.h)
 
 

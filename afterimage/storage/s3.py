@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING, BinaryIO
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.response import StreamingBody
 
 from afterimage.errors import StorageError
-from worker.storage.base import ObjectInfo, join_key
-from worker.storage.s3_parts import is_conflict, put_in_parts
+from afterimage.storage.base import CHUNK, ObjectInfo, join_key
+from afterimage.storage.s3_parts import is_conflict, put_in_parts
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -109,6 +110,22 @@ class S3Store:
                 if _missing(exc):
                     raise KeyError(key) from exc
                 raise
+
+    def stream(self, key: str) -> tuple[ObjectInfo, Iterator[bytes]] | None:
+        with self._errors(f"get {key}"):
+            try:
+                got = self._s3().get_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if _missing(exc):
+                    return None
+                raise
+        content_type = got.get("ContentType", "binary/octet-stream")
+        info = ObjectInfo(got["ContentLength"], content_type, dict(got.get("Metadata", {})))
+        return info, self._chunks(got["Body"], key)
+
+    def _chunks(self, body: StreamingBody, key: str) -> Iterator[bytes]:
+        with closing(body), self._errors(f"read {key}"):
+            yield from body.iter_chunks(CHUNK)
 
     def ping(self) -> None:
         with self._errors("reach the bucket"):

@@ -6,12 +6,14 @@ visible under its key, so a replay or a duplicate callback cannot leave two vers
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlsplit
 
 from afterimage.errors import ConfigError
+
+CHUNK = 256 * 1024  # bytes per chunk of `stream`
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,11 @@ class ObjectStore(Protocol):
         """The whole (small) object; KeyError if it does not exist."""
         ...
 
+    def stream(self, key: str) -> tuple[ObjectInfo, Iterator[bytes]] | None:
+        """`key`'s info and its bytes in chunks of at most CHUNK, or None if it does not exist.
+        The iterator holds a file or a connection until it is exhausted or closed."""
+        ...
+
     def ping(self) -> None:
         """Raise StorageError unless the store is reachable."""
         ...
@@ -70,14 +77,14 @@ def open_store(url: str, endpoint_url: str | None) -> ObjectStore:
             prefix = join_key("", *(p for p in unquote(parts.path).split("/") if p))
         except ValueError as exc:
             raise ConfigError(f"bad prefix in storage URL {url!r}: {exc}") from exc
-        from worker.storage.s3 import S3Store
+        from afterimage.storage.s3 import S3Store
 
         return S3Store(bucket, prefix, endpoint_url=endpoint_url)
     if parts.scheme == "file":
         path = unquote(parts.path)
         if parts.netloc not in ("", "localhost") or not path.startswith("/") or path == "/":
             raise ConfigError(f"storage URL must be file:///absolute/dir: {url!r}")
-        from worker.storage.file import FileStore
+        from afterimage.storage.file import FileStore
 
         return FileStore(path)
     raise ConfigError(f"storage URL must be s3://bucket[/prefix] or file:///abs/dir: {url!r}")

@@ -1,5 +1,5 @@
 """Archive storage: the put-once ObjectStore protocol with S3 and local-directory backends."""
 
-from worker.storage.base import ObjectInfo, ObjectStore, join_key, open_store
+from afterimage.storage.base import ObjectInfo, ObjectStore, join_key, open_store
 
 __all__ = ["ObjectInfo", "ObjectStore", "join_key", "open_store"]

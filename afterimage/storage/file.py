@@ -8,6 +8,8 @@ writes the sidecar (replacing only one left by a writer that died before linking
 temp file to the key. `os.link` is atomic and never replaces a name, so a key shows nothing or
 the whole object, never a second version; the sidecar is always in place before the data.
 Keys must be relative, with no empty or hidden (`.`-leading) segment, so none can leave the root.
+Files are made with mode 0644 and directories 0755, less the process's umask, so a consumer
+running as another user (a web server) can read the archive.
 """
 
 from __future__ import annotations
@@ -16,17 +18,18 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import stat
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, BinaryIO
 
 from afterimage.errors import StorageError
-from worker.storage.base import ObjectInfo, join_key
+from afterimage.storage.base import CHUNK, ObjectInfo, join_key
 
 META_DIR = ".afterimage-meta"
-_CHUNK = 1024 * 1024
+FILE_MODE, DIR_MODE = 0o644, 0o755  # less the umask: readable by other users, as a bucket is
+_COPY_CHUNK = 1024 * 1024
 _MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
 
@@ -76,16 +79,21 @@ class FileStore:
                 st = path.stat()
             except _MISSING:
                 return None
-            if not stat.S_ISREG(st.st_mode):
+            return _info(st, meta_path) if stat.S_ISREG(st.st_mode) else None
+
+    def stream(self, key: str) -> tuple[ObjectInfo, Iterator[bytes]] | None:
+        path, meta_path = self._paths(key)
+        with self._errors(f"read {key}"):
+            try:
+                data = path.open("rb")
+            except _MISSING:
                 return None
             try:
-                sidecar = json.loads(meta_path.read_bytes())
-            except FileNotFoundError:
-                sidecar = {}
-            metadata = {str(k): str(v) for k, v in sidecar.get("metadata", {}).items()}
-            return ObjectInfo(
-                st.st_size, str(sidecar.get("content_type", "application/octet-stream")), metadata
-            )
+                info = _info(os.fstat(data.fileno()), meta_path)
+            except BaseException:
+                data.close()
+                raise
+        return info, self._chunks(data, key)
 
     def get(self, key: str) -> bytes:
         path, _ = self._paths(key)
@@ -100,6 +108,11 @@ class FileStore:
             self.root.mkdir(parents=True, exist_ok=True)
             if not os.access(self.root, os.W_OK | os.X_OK):
                 raise PermissionError("not writable")
+
+    def _chunks(self, data: IO[bytes], key: str) -> Iterator[bytes]:
+        with data, self._errors(f"read {key}"):
+            while chunk := data.read(CHUNK):
+                yield chunk
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         """The data file and the sidecar for `key`; ValueError if the key could leave the root."""
@@ -117,23 +130,42 @@ class FileStore:
             raise StorageError(f"file store {what} failed (directory {self.root}): {exc}") from exc
 
 
+def _info(st: os.stat_result, meta_path: Path) -> ObjectInfo:
+    """What `head` tells of a data file with status `st`, from its sidecar at `meta_path`."""
+    try:
+        sidecar = json.loads(meta_path.read_bytes())
+    except FileNotFoundError:
+        sidecar = {}
+    metadata = {str(k): str(v) for k, v in sidecar.get("metadata", {}).items()}
+    return ObjectInfo(
+        st.st_size, str(sidecar.get("content_type", "application/octet-stream")), metadata
+    )
+
+
 def _write_temp(directory: Path, write: Callable[[IO[bytes]], object]) -> Path:
-    """A hidden, fsynced temp file in `directory` holding what `write` wrote."""
-    fd, name = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    """A hidden, fsynced temp file in `directory` holding what `write` wrote; mode FILE_MODE
+    less the umask (the kernel applies it), so other users may read what is archived."""
+    while True:
+        path = directory / f".tmp-{secrets.token_hex(8)}"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        except FileExistsError:
+            continue
+        break
     try:
         with os.fdopen(fd, "wb") as out:
             write(out)
             out.flush()
             os.fsync(out.fileno())
     except BaseException:
-        os.unlink(name)
+        path.unlink()
         raise
-    return Path(name)
+    return path
 
 
 def _copy(body: BinaryIO, out: IO[bytes], size: int) -> None:
     copied = 0
-    while chunk := body.read(_CHUNK):
+    while chunk := body.read(_COPY_CHUNK):
         out.write(chunk)
         copied += len(chunk)
     if copied != size:
@@ -146,7 +178,7 @@ def _make_dirs(directory: Path) -> None:
         return
     _make_dirs(directory.parent)
     with contextlib.suppress(FileExistsError):  # made meanwhile by another writer
-        directory.mkdir()
+        directory.mkdir(DIR_MODE)
     _fsync_dir(directory.parent)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,11 +15,12 @@ import boto3
 import pytest
 
 from afterimage.errors import ConfigError, StorageError
+from afterimage.storage import ObjectInfo, ObjectStore, open_store
+from afterimage.storage.base import CHUNK
+from afterimage.storage.file import META_DIR, FileStore
+from afterimage.storage.s3 import S3Store
+from afterimage.storage.s3_parts import put_in_parts
 from tests.support import MotoServer, free_port
-from worker.storage import ObjectInfo, ObjectStore, open_store
-from worker.storage.file import META_DIR, FileStore
-from worker.storage.s3 import S3Store
-from worker.storage.s3_parts import put_in_parts
 
 MiB = 1024 * 1024
 META = {"afterimage-provider": "kie", "afterimage-task-id": "t-1", "afterimage-sha256": "ab" * 32}
@@ -278,3 +280,37 @@ def test_file_store_concurrent_writers_leave_one_object(tmp_path: Path) -> None:
     assert store.get("k/0.png") == bytes([winner]) * 4096
     assert store.head("k/0.png") == ObjectInfo(4096, f"image/x-{winner}", {"n": str(winner)})
     assert list(tmp_path.rglob(".tmp-*")) == []
+
+
+def test_stream_gives_the_object_in_bounded_chunks(backend: Backend) -> None:
+    store, data = backend.store, os.urandom(CHUNK * 3 + 17)
+    key = store.key("kie", "t-1", "0.png")
+    assert store.stream(key) is None
+    assert put(store, key, data) is True
+    found = store.stream(key)
+    assert found is not None
+    info, chunks = found
+    assert info == ObjectInfo(len(data), "image/png", META)
+    got = list(chunks)
+    assert b"".join(got) == data
+    assert max(len(c) for c in got) <= CHUNK
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "dir_mode"),
+                         [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700), (0o002, 0o644, 0o755)])
+def test_file_store_modes_let_other_users_read_within_the_umask(
+    tmp_path: Path, umask: int, file_mode: int, dir_mode: int
+) -> None:
+    old = os.umask(umask)
+    try:
+        store = FileStore(tmp_path / "archive")
+        assert put(store, "kie/t-1/0.png", b"png") is True
+        assert put(store, "kie/t-1/manifest.json", b"{}", "application/json") is True
+    finally:
+        os.umask(old)
+    root = tmp_path / "archive"
+    made = [p for p in root.rglob("*")]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in made if p.is_file()} == {file_mode}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in made if p.is_dir()} == {dir_mode}
+    assert stat.S_IMODE(root.stat().st_mode) == dir_mode
+    assert len([p for p in made if p.is_file()]) == 4  # two objects and their sidecars
