@@ -11,9 +11,13 @@ import boto3
 import pytest
 import redis
 
-from tests.support import MotoServer, RedisServer, aws_env
+from tests.support import MotoServer, RedisServer, clean_env
 
-os.environ.update({k: v for k, v in aws_env().items() if k.startswith("AWS_")})
+# The suite is immune to the caller's shell: no AFTERIMAGE_* setting exported there reaches
+# this process (Settings.from_env(), in-process CLI runs) or any child it starts.
+_CLEAN = clean_env()
+os.environ.clear()
+os.environ.update(_CLEAN)
 
 
 @pytest.fixture(scope="session")

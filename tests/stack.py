@@ -21,7 +21,7 @@ from afterimage.simulator import run_simulator
 from afterimage.simulator.server import RunningSimulator
 from afterimage.tokens import callback_url
 from receiver import create_app
-from tests.support import ServerThread, aws_env, free_port, wait_for
+from tests.support import ServerThread, clean_env, free_port, wait_for
 
 SECRET = "stack-secret"
 TOKEN = "stack-token"
@@ -88,8 +88,7 @@ def running_stack(redis_url: str, s3_url: str, bucket: str, tmp: Path, *,
     """Start everything; stop everything after, printing the children's logs on failure."""
     sim = run_simulator(**{"delay": 0.0, **(sim_options or {})})
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AFTERIMAGE_")}
-    env.update(aws_env())
+    env = clean_env()
     env.update({
         "AFTERIMAGE_REDIS_URL": redis_url,
         "AFTERIMAGE_STORAGE_URL": f"s3://{bucket}/archive",

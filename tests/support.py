@@ -96,7 +96,7 @@ class MotoServer:
         exe = VENV_BIN / "moto_server"
         self.proc = subprocess.Popen(
             [str(exe), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=aws_env(),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env(),
         )
         wait_for(lambda: port_open(self.port), 20, "moto_server to listen")
         return self
@@ -108,12 +108,20 @@ class MotoServer:
             self.proc = None
 
 
+AWS_TEST = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1"}
+
+
 def aws_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-    )
+    """The test credentials for the S3-protocol server, and nothing else."""
+    return dict(AWS_TEST)
+
+
+def clean_env() -> dict[str, str]:
+    """The caller's environment without a single AFTERIMAGE_* setting, with the test AWS
+    credentials: what every process under test starts from, whatever the shell exported."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AFTERIMAGE_")}
+    env.update(AWS_TEST)
     return env
 
 
