@@ -10,6 +10,7 @@
     ├── ProviderApiError         a provider API call failed
     │   ├── TransientProviderError   429, 5xx, maintenance: retry with backoff
     │   ├── PermanentProviderError   auth, credits, validation: report, do not retry
+    │   │   └── ProviderRefusedInputError  400/422: the provider refuses what we forwarded
     │   └── TaskGoneError            the provider no longer knows the task
     ├── DownloadError            fetching an image failed
     │   ├── UnsafeUrlError           the URL points somewhere we must not go
@@ -92,6 +93,13 @@ class TransientProviderError(ProviderApiError):
 
 class PermanentProviderError(ProviderApiError):
     code = "provider_rejected"
+
+
+class ProviderRefusedInputError(PermanentProviderError):
+    """The provider refuses the request itself (400, 422: a field it does not accept); on a
+    submit through afterimage, that is the caller's own create request."""
+
+    code = "provider_refused_request"
 
 
 class TaskGoneError(ProviderApiError):

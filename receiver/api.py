@@ -15,7 +15,7 @@ from afterimage.models import TaskState, task_id_problem
 from afterimage.providers import NAMES, adapter
 from afterimage.schedule import first_poll
 from afterimage.tokens import callback_url
-from receiver.body import read_request_body
+from receiver.body import load_json, read_request_body, require_json_type
 from receiver.errors import ApiError
 from receiver.runtime import runtime
 
@@ -30,10 +30,10 @@ class TrackRequest(BaseModel):
 
 
 async def json_body(request: Request) -> Any:
-    try:
-        return json.loads(await read_request_body(request, MAX_API_BODY))
-    except ValueError:
-        raise ApiError(415, "not_json", "the body is not JSON") from None
+    """The request's JSON body: 415 for a declared non-JSON type, 400 for bytes that are not
+    JSON (receiver.body, the callback route's rules)."""
+    require_json_type(request.scope)
+    return load_json(await read_request_body(request, MAX_API_BODY))
 
 
 def parse_model(model: type[M], data: Any) -> M:

@@ -21,14 +21,7 @@ from afterimage.ledger import AsyncLedger
 from afterimage.settings import Settings
 from receiver import api, metrics, operate, ops, session
 from receiver.callbacks import Callbacks
-from receiver.errors import (
-    ClientGone,
-    error_response,
-    on_afterimage_error,
-    on_client_gone,
-    on_http_error,
-    on_unexpected,
-)
+from receiver.errors import ClientGone, answer, error_response
 from receiver.runtime import Runtime, runtime
 
 
@@ -111,12 +104,11 @@ def create_app(settings: Settings, *, check_storage: bool = True) -> Callbacks:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={
-            AfterimageError: on_afterimage_error,
-            ClientGone: on_client_gone,
-            HTTPException: on_http_error,
-            Exception: on_unexpected,
-        },
+        # one handler and one table (receiver/errors.py); the bases are named apart because
+        # a handler for Exception alone runs in Starlette's outermost middleware, which
+        # re-raises what it answered
+        exception_handlers={cls: answer for cls in (AfterimageError, ClientGone, HTTPException,
+                                                    Exception)},
     )
     app.router.redirect_slashes = False  # an unknown path is a JSON 404, never a redirect
     return Callbacks(app)

@@ -18,19 +18,14 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
-from afterimage.errors import (
-    AdapterError,
-    AfterimageError,
-    CallbackAuthError,
-    UnknownProviderError,
-)
+from afterimage.errors import AdapterError, CallbackAuthError, UnknownProviderError
 from afterimage.ledger import result_args
 from afterimage.metrics import CALLBACKS
 from afterimage.models import task_id_problem
 from afterimage.providers import ADAPTERS, kie
 from afterimage.schedule import first_poll
-from receiver.body import read_body
-from receiver.errors import ClientGone, on_afterimage_error, on_client_gone, on_unexpected
+from receiver.body import read_body, require_json_type
+from receiver.errors import ClientGone, answer, code_of
 from receiver.runtime import Runtime
 
 log = logging.getLogger("afterimage.receiver")
@@ -65,17 +60,11 @@ class Callbacks:
         try:
             await receive_callback(rt, scope, receive, provider, token)
         except Exception as exc:  # answered as the app's exception handlers answer it
-            request = Request(scope, receive)
-            if isinstance(exc, ClientGone):
-                await on_client_gone(request, exc)
-                return
-            code = exc.code if isinstance(exc, AfterimageError) else "internal_error"
-            rt.tally.add(CALLBACKS, provider if provider in ADAPTERS else "unknown", code)
-            if isinstance(exc, AfterimageError):
-                response = await on_afterimage_error(request, exc)
-            else:
-                response = await on_unexpected(request, exc)
-            await response(scope, receive, send)
+            response = await answer(Request(scope, receive), exc)
+            if not isinstance(exc, ClientGone):
+                rt.tally.add(CALLBACKS, provider if provider in ADAPTERS else "unknown",
+                             code_of(exc))
+                await response(scope, receive, send)
             return
         await send(OK_START)
         await send(OK_BODY)
@@ -91,6 +80,7 @@ async def receive_callback(
     if not rt.callback_token_ok(provider, token):
         raise CallbackAuthError(f"{provider}: bad callback token")
     settings = rt.settings
+    require_json_type(scope)
     body = await read_body(scope, receive, rt.deadlines)
     headers = Headers(scope=scope)
     now = datetime.now(UTC)

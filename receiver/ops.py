@@ -27,7 +27,7 @@ from afterimage.providers import NAMES, adapter
 from receiver import session
 from receiver.errors import ApiError
 from receiver.operate import replay_one
-from receiver.pages import render
+from receiver.pages import render, wants_html
 from receiver.runtime import runtime
 
 log = logging.getLogger("afterimage.receiver")
@@ -48,6 +48,8 @@ async def page(request: Request) -> Response:
     """GET /ops."""
     how = session.auth(request)
     if how is None:
+        if not wants_html(request):  # an API client or a probe: the JSON error object
+            raise ApiError(401, "unauthorized", "missing or wrong bearer token")
         return render("login.html", 401, error=None)
     if how == "query":  # take the token out of the address bar and history
         return session.start(request, RedirectResponse("/ops", 303))

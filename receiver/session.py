@@ -20,7 +20,7 @@ from starlette.responses import RedirectResponse, Response
 
 from receiver.body import read_request_body
 from receiver.errors import ApiError
-from receiver.pages import render
+from receiver.pages import render, wants_html
 from receiver.runtime import Runtime, runtime
 
 COOKIE = "afterimage_ops"
@@ -106,6 +106,8 @@ async def login(request: Request) -> Response:
     if not same_origin(request):
         raise ApiError(403, "csrf", "foreign form")
     if not token or not _same(form.get("token", ""), token):
+        if not wants_html(request):
+            raise ApiError(401, "unauthorized", "that is not the API token")
         return render("login.html", 401, error="That is not the API token.")
     return start(request, RedirectResponse("/ops", 303))
 

@@ -93,12 +93,29 @@ def test_submitted_through_afterimage(stack: Stack, provider: str) -> None:
         )
 
 
-def test_provider_errors_come_back_with_the_providers_status(stack: Stack) -> None:
-    stack.sim.configure(keys={"toapis": "a-key-we-do-not-have"})
+@pytest.mark.parametrize("provider", list(ADAPTERS))
+def test_a_provider_refusing_our_key_is_a_502_with_its_status(stack: Stack, provider: str) -> None:
+    """The provider answers 401 because afterimage's key is wrong: a gateway failure, not the
+    caller's bearer token."""
+    stack.sim.configure(keys={provider: "a-key-we-do-not-have"})
     try:
-        r = stack.api.post("/v1/providers/toapis/generations", json=CREATE_BODIES["toapis"])
+        r = stack.api.post(f"/v1/providers/{provider}/generations",
+                           json=CREATE_BODIES[provider])
     finally:
         stack.sim.configure(keys={})
-    assert r.status_code == 401
-    assert r.json()["error"]["code"] == "provider_rejected"
-    assert "toapis" in r.json()["error"]["message"]
+    assert r.status_code == 502, r.text
+    error = r.json()["error"]
+    assert error["code"] == "provider_rejected"
+    assert (error["provider"], error["provider_status"]) == (provider, 401)
+    assert "provider_code" in error
+    assert provider in error["message"]
+
+
+def test_a_provider_refusing_the_callers_fields_stays_a_4xx(stack: Stack) -> None:
+    body = {**CREATE_BODIES["evolink"], "format": "gif"}  # evolink has no gif
+    r = stack.api.post("/v1/providers/evolink/generations", json=body)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "provider_refused_request"
+    assert (error["provider"], error["provider_status"]) == ("evolink", 422)
+    assert "format" in error["message"]

@@ -23,6 +23,7 @@ from afterimage.errors import (
     NotJsonError,
     PermanentProviderError,
     ProviderApiError,
+    ProviderRefusedInputError,
     TaskGoneError,
     TransientProviderError,
 )
@@ -31,6 +32,7 @@ from afterimage.models import HttpRequest, ProviderResult
 M = TypeVar("M", bound=BaseModel)
 
 LINK_LIFETIME = timedelta(hours=24)
+REFUSED_INPUT = (400, 422)  # statuses (or envelope codes) that refuse the request's own fields
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,8 @@ def error_for_status(
     provider_code: str | None = None,
     gone_statuses: tuple[int, ...] = (404,),
 ) -> ProviderApiError:
-    """Classify a failed reply: 429/5xx transient, gone statuses end the task, else permanent."""
+    """Classify a failed reply: 429/5xx transient, gone statuses end the task, 400/422 refuse
+    the request itself, else permanent."""
     kwargs: dict[str, Any] = {"status": status, "provider_code": provider_code}
     if status == 429 or status >= 500:
         return TransientProviderError(
@@ -173,6 +176,8 @@ def error_for_status(
         )
     if status in gone_statuses:
         return TaskGoneError(provider, message, **kwargs)
+    if status in REFUSED_INPUT:
+        return ProviderRefusedInputError(provider, message, **kwargs)
     return PermanentProviderError(provider, message, **kwargs)
 
 

@@ -14,12 +14,14 @@ from afterimage.errors import (
     AdapterError,
     PermanentProviderError,
     ProviderApiError,
+    ProviderRefusedInputError,
     TaskGoneError,
     TransientProviderError,
 )
 from afterimage.models import Outcome, ProviderResult
 from afterimage.providers.base import (
     LINK_LIFETIME,
+    REFUSED_INPUT,
     body_message,
     epoch,
     error_for_status,
@@ -207,8 +209,8 @@ def check_envelope(
 ) -> None:
     """Raise for an error reply of an API whose replies carry their own `code` (crun, kie),
     even under HTTP 200: 429, 455 and 5xx other than 501/505 are transient, 404 means the
-    task is gone (when `gone`), every other code is permanent. No `code`: the HTTP status
-    decides."""
+    task is gone (when `gone`), 400/422 refuse the request itself, every other code is
+    permanent. No `code`: the HTTP status decides."""
     code = envelope_code(body)
     message = body_message(body)
     if code is None or code == 200:
@@ -222,4 +224,6 @@ def check_envelope(
         )
     if code == 404 and gone:
         raise TaskGoneError(provider, message, **kwargs)
+    if code in REFUSED_INPUT:
+        raise ProviderRefusedInputError(provider, message, **kwargs)
     raise PermanentProviderError(provider, message, **kwargs)

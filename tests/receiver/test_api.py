@@ -7,9 +7,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from afterimage.settings import Secret
 from receiver import create_app
 from tests.receiver.test_callbacks import SECRET, cb_url, completed, settings_for
-from tests.support import ServerThread
+from tests.support import ServerThread, free_port
 
 AUTH = {"Authorization": "Bearer api-token"}
 
@@ -68,8 +69,21 @@ def test_track_rejects_bad_requests(api: httpx.Client, body: object, status: int
     assert "error" in r.json()
 
 
-def test_track_rejects_non_json(api: httpx.Client) -> None:
-    assert api.post("/v1/tasks", content=b"nope").status_code == 415
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [(b"nope", None, 400, "not_json"),
+     (b"[" * 50_000 + b"]" * 50_000, "application/json", 400, "not_json"),
+     (b'{"provider": "evolink", "task_id": "t"}', "text/plain", 415, "unsupported_media_type"),
+     (b"provider=evolink&task_id=t", "application/x-www-form-urlencoded", 415,
+      "unsupported_media_type"),
+     (b"[]", "application/json", 422, "invalid_request")],
+)
+def test_track_answers_400_415_422_as_callbacks_do(
+    api: httpx.Client, body: bytes, content_type: str | None, status: int, code: str
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    r = api.post("/v1/tasks", content=body, headers=headers)
+    assert (r.status_code, r.json()["error"]["code"]) == (status, code), r.text
 
 
 def test_unknown_task_is_404(api: httpx.Client) -> None:
@@ -101,3 +115,20 @@ def test_health_and_readiness(api: httpx.Client) -> None:
     ready = httpx.get(str(api.base_url) + "/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"]["redis"] == "ok"
+
+
+def test_a_provider_that_cannot_be_reached_is_a_502(redis_url: str) -> None:
+    """The provider's API failing us is a gateway error, whatever the caller sent."""
+    from afterimage.providers import ADAPTERS
+
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings = settings_for(
+        redis_url, api_keys={"evolink": Secret("k")},
+        base_urls={**{n: a.default_base_url for n, a in ADAPTERS.items()}, "evolink": closed})
+    with ServerThread(create_app(settings, check_storage=False)) as server:
+        r = httpx.post(f"{server.url}/v1/providers/evolink/generations", headers=AUTH,
+                       json={"model": "gpt-image-2", "prompt": "x"})
+    assert r.status_code == 502, r.text
+    error = r.json()["error"]
+    assert (error["code"], error["provider"], error["provider_status"]) == (
+        "provider_unavailable", "evolink", None)

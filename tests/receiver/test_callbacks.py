@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from afterimage import keys
+from afterimage.providers import ADAPTERS
 from afterimage.settings import Secret, Settings
 from afterimage.tokens import callback_token
 from receiver import create_app
@@ -70,7 +71,12 @@ def test_rotated_secret_still_verifies(receiver: str) -> None:
         ("/callbacks/evolink/not-the-token", b"{}", {}, 401, "unauthorized"),
         ("/callbacks/nosuch/whatever", b"{}", {}, 404, "unknown_provider"),
         ("/callbacks/apimart/whatever", b"{}", {}, 404, "unknown_provider"),
-        ("GOOD", b"this is not json", {}, 415, "not_json"),
+        ("GOOD", b"this is not json", {}, 400, "not_json"),
+        ("GOOD", b"[" * 50_000 + b"]" * 50_000, {}, 400, "not_json"),
+        ("GOOD", json.dumps(completed()).encode(), {"content-type": "text/plain"}, 415,
+         "unsupported_media_type"),
+        ("GOOD", json.dumps(completed()).encode(),
+         {"content-type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
         ("GOOD", b'{"id": 5, "status": []}', {}, 422, "unreadable_payload"),
         ("GOOD", b'{"id": "x", "status": "exploded"}', {}, 422, "unreadable_payload"),
         ("GOOD", b"[1, 2]", {}, 422, "unreadable_payload"),
@@ -87,6 +93,53 @@ def test_bad_callbacks_get_documented_codes(
     assert r.json()["error"]["code"] == code
     assert r.json()["error"]["message"]
     assert redis.Redis.from_url(redis_url).xlen(keys.INBOX) == 0
+
+
+CALLBACK_PROVIDERS = [name for name, a in ADAPTERS.items() if a.has_callbacks]
+
+
+@pytest.mark.parametrize("provider", CALLBACK_PROVIDERS)
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        (b'{"id": "t", "status": "comp', "application/json", 400, "not_json"),
+        (b"\xff\xfe not utf-8", "application/json", 400, "not_json"),
+        (b"[" * 50_000 + b"]" * 50_000, "application/json", 400, "not_json"),
+        (b'{"a": ' * 50_000 + b"1" + b"}" * 50_000, None, 400, "not_json"),
+        (b"[1, 2]", "application/json", 422, "unreadable_payload"),
+        (b'{"unrelated": true}', "application/json; charset=utf-8", 422, "unreadable_payload"),
+        (b'{"unrelated": true}', "application/vnd.provider.event+json", 422,
+         "unreadable_payload"),
+        (b'{"unrelated": true}', "text/plain", 415, "unsupported_media_type"),
+        (b'{"unrelated": true}', "text/json", 415, "unsupported_media_type"),
+        (b"not json at all", "multipart/form-data; boundary=x", 415, "unsupported_media_type"),
+    ],
+)
+def test_every_provider_answers_400_415_422_by_the_same_rules(
+    receiver: str, redis_url: str, provider: str, body: bytes, content_type: str | None,
+    status: int, code: str,
+) -> None:
+    """415 speaks of a declared media type only, 400 of bytes that are not JSON (malformed or
+    nested past the parser's limit), 422 of JSON the adapter cannot read."""
+    headers = {} if content_type is None else {"content-type": content_type}
+    r = httpx.post(cb_url(receiver, provider=provider), content=body, headers=headers)
+    assert ("content-type" in r.request.headers) == (content_type is not None)
+    assert (r.status_code, r.json()["error"]["code"]) == (status, code), r.text
+    assert r.json()["error"]["message"]
+    assert redis.Redis.from_url(redis_url).xlen(keys.INBOX) == 0
+
+
+@pytest.mark.parametrize("content_type", [None, "", "application/json",
+                                          "Application/JSON; charset=UTF-8",
+                                          "application/cloudevents+json"])
+def test_json_is_read_when_declared_so_or_not_declared(
+    receiver: str, redis_url: str, content_type: str | None,
+) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+    r = httpx.post(cb_url(receiver), content=json.dumps(completed()).encode(), headers=headers)
+    assert ("content-type" in r.request.headers) == (content_type is not None)
+    assert r.status_code == 200, r.text
+    assert redis.Redis.from_url(redis_url).xlen(keys.INBOX) == 1
 
 
 def test_chunked_body_over_the_limit_is_refused_while_streaming(receiver: str) -> None:

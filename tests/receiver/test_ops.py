@@ -48,16 +48,41 @@ def csrf(page: str) -> str:
     return found.group(1)
 
 
-def test_without_the_token_there_is_only_the_login_form(base: str) -> None:
-    for r in (httpx.get(f"{base}/ops"), httpx.get(f"{base}/ops?token=wrong"),
-              httpx.get(f"{base}/ops", cookies={"afterimage_ops": "forged"})):
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def test_without_the_token_a_browser_gets_only_the_login_form(base: str) -> None:
+    for r in (httpx.get(f"{base}/ops", headers=BROWSER),
+              httpx.get(f"{base}/ops?token=wrong", headers=BROWSER),
+              httpx.get(f"{base}/ops", headers=BROWSER, cookies={"afterimage_ops": "forged"})):
         assert r.status_code == 401
+        assert r.headers["content-type"].startswith("text/html")
         assert 'action="/ops/login"' in r.text
         assert "Tasks by state" not in r.text
-    assert httpx.post(f"{base}/ops/login", data={"token": "wrong"}).status_code == 401
+    wrong = httpx.post(f"{base}/ops/login", data={"token": "wrong"}, headers=BROWSER)
+    assert wrong.status_code == 401 and 'action="/ops/login"' in wrong.text
     assert httpx.get(f"{base}/ops/objects/a/b.png").status_code == 401
     refused = httpx.post(f"{base}/ops/replay", data={"provider": "evolink", "task_id": "x"})
     assert refused.status_code == 401
+
+
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json", "text/plain",
+                                    "text/html;q=0, application/json"])
+def test_without_the_token_every_other_client_gets_the_json_error(
+    base: str, accept: str | None
+) -> None:
+    headers = {"Accept": accept} if accept else {}
+    with httpx.Client(headers=headers) as client:
+        if accept is None:
+            del client.headers["accept"]
+        replies = [client.get(f"{base}/ops"), client.get(f"{base}/ops?token=wrong"),
+                   client.post(f"{base}/ops/login", data={"token": "wrong"}),
+                   client.get(f"{base}/ops/objects/a/b.png"),
+                   client.post(f"{base}/ops/replay", data={"provider": "evolink", "task_id": "x"})]
+    for r in replies:
+        assert r.status_code == 401
+        assert r.headers["content-type"] == "application/json"
+        assert r.json()["error"]["code"] == "unauthorized" and r.json()["error"]["message"]
 
 
 def test_the_token_once_gives_a_strict_httponly_cookie_that_is_not_the_token(base: str) -> None:
@@ -124,4 +149,4 @@ def test_signing_out_ends_the_session(base: str) -> None:
     client = signed_in(base)
     token = csrf(client.get("/ops").text)
     assert client.post("/ops/logout", data={"csrf": token}).status_code == 303
-    assert client.get("/ops").status_code == 401
+    assert client.get("/ops", headers=BROWSER).status_code == 401

@@ -26,7 +26,7 @@ from tests.support import ServerThread
 FUZZ = settings(max_examples=300, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
-REFUSALS = {401, 404, 405, 413, 415, 422}
+REFUSALS = {400, 401, 404, 405, 413, 415, 422}
 KEYS = ["code", "msg", "message", "data", "task_id", "taskId", "id", "status", "state",
         "result", "results", "resultJson", "resultUrls", "media_urls", "images", "url", "error",
         "failCode", "failMsg", "completeTime", "completed_at", "expires_at", "model", "progress"]
