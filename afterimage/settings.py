@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from afterimage.errors import ConfigError
 from afterimage.providers import ADAPTERS, NAMES
+from afterimage.tokens import callback_token
 from afterimage.webhooks import secret_key
 
 PROVIDERS = NAMES
@@ -97,6 +98,14 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret these settings hold or make, for the logs to leave out: the callback
+        secrets and the tokens they sign, the API token, provider API keys, signing keys."""
+        tokens = [callback_token(s, p) for s in self.secrets for p in PROVIDERS]
+        return (*self.secrets, *tokens, *([self.api_token] if self.api_token else []),
+                *self.api_keys.values(), *self.kie_hmac_keys,
+                *([self.notify_secret] if self.notify_secret else []))
 
     def require_receiver_secrets(self) -> None:
         """The plain receiver refuses to start without a secret and an API token."""

@@ -119,7 +119,7 @@ def app_from_env() -> Callbacks:
     from afterimage.logs import setup_logging
 
     settings = Settings.from_env()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.secret_values())
     app = create_app(settings)
     settle_gc()
     return app

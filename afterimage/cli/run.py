@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
 from afterimage import embedded
 from afterimage.cli.base import command, effective_settings, need_redis
-from afterimage.logs import setup_logging
+from afterimage.logs import log_config, setup_logging
 from afterimage.providers import ADAPTERS
 from afterimage.settings import Settings
 from afterimage.supervisor import Supervisor
@@ -21,7 +22,7 @@ from afterimage.tokens import callback_url
 def up(workers: int, poller: bool) -> None:
     """Everything in one command: Redis (embedded unless configured), receiver, workers, poller."""
     settings = Settings.from_env()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.secret_values())
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True)
     kept = embedded.load_or_create_secrets(data)
@@ -35,6 +36,7 @@ def up(workers: int, poller: bool) -> None:
         redis_proc = embedded.start_redis(data)
         env["AFTERIMAGE_REDIS_URL"] = embedded.redis_url(data)
     final = Settings.from_env(env)
+    setup_logging(final.log_level, final.secret_values())
     sup = Supervisor(env)
     sup.add("receiver")
     for i in range(workers):
@@ -42,11 +44,7 @@ def up(workers: int, poller: bool) -> None:
     if poller:
         sup.add("poller")
     click.echo(f"afterimage up — data in {data}, archive at {final.storage_url}")
-    click.echo(f"  API token: {final.api_token}")
-    for name, adapter in ADAPTERS.items():
-        if adapter.has_callbacks:
-            click.echo(f"  {name} callback URL: "
-                       f"{callback_url(final.public_url, final.secrets[0], name)}")
+    show_secrets(settings, final)
     click.echo(f"  receiver on http://{final.host}:{final.port} — Ctrl-C stops everything")
     try:
         sup.run()
@@ -54,6 +52,26 @@ def up(workers: int, poller: bool) -> None:
         if redis_proc is not None:
             redis_proc.terminate()
             redis_proc.wait(30)
+
+
+def show_secrets(given: Settings, final: Settings) -> None:
+    """The API token and callback URLs `up` made itself are shown on a terminal, never in a
+    log: not when they came from the environment, and not when the output is not a terminal."""
+    terminal = sys.stdout.isatty()
+    kept = final.data_dir / "secrets.json"
+    if given.api_token is not None:
+        click.echo("  API token: the one in AFTERIMAGE_API_TOKEN")
+    elif terminal:
+        click.echo(f"  API token: {final.api_token}")
+    else:
+        click.echo(f"  API token: kept in {kept} (shown only on a terminal)")
+    callers = [name for name, adapter in ADAPTERS.items() if adapter.has_callbacks]
+    if not given.secrets and terminal:
+        for name in callers:
+            click.echo(f"  {name} callback URL: "
+                       f"{callback_url(final.public_url, final.secrets[0], name)}")
+    else:
+        click.echo(f"  callback URLs: afterimage callback-url {'|'.join(callers)}")
 
 
 @command("receiver")
@@ -65,9 +83,12 @@ def receiver(workers: int) -> None:
     settings = Settings.from_env()
     settings.require_receiver_secrets()
     need_redis(settings)
+    level = settings.log_level
     uvicorn.run(
         "receiver.app:app_from_env", factory=True, host=settings.host, port=settings.port,
-        workers=workers, log_level="warning", access_log=False, timeout_keep_alive=10,
+        workers=workers, log_config=log_config(level, settings.secret_values()),
+        log_level="debug" if level == "DEBUG" else "warning", access_log=level == "DEBUG",
+        timeout_keep_alive=10,
         limit_concurrency=4096, h11_max_incomplete_event_size=64 * 1024,
     )
 
@@ -80,7 +101,7 @@ def worker(burst: bool, name: str | None) -> None:
     from worker.runner import run_worker
 
     settings = effective_settings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.secret_values())
     need_redis(settings)
     run_worker(settings, burst=burst, name=name)
 
@@ -94,7 +115,7 @@ def poller() -> None:
     from worker.poller import run_poller
 
     settings = effective_settings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.secret_values())
     need_redis(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
