@@ -52,6 +52,9 @@ class Settings:
     notify_url: str | None = None
     notify_secret: Secret | None = None
     callback_read_timeout: float = 10.0
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    forwarded_allow_ips: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -93,6 +96,8 @@ class Settings:
             notify_url=_notify_url(get("NOTIFY_URL"), get("NOTIFY_SECRET")),
             notify_secret=Secret(n) if (n := get("NOTIFY_SECRET")) else None,
             callback_read_timeout=_number(get, "CALLBACK_READ_TIMEOUT", 10.0),
+            **_tls(get("TLS_CERT_FILE"), get("TLS_KEY_FILE")),
+            forwarded_allow_ips=get("FORWARDED_ALLOW_IPS"),
         )
 
     def with_(self, **changes: object) -> Settings:
@@ -107,12 +112,38 @@ class Settings:
                 *self.api_keys.values(), *self.kie_hmac_keys,
                 *([self.notify_secret] if self.notify_secret else []))
 
+    def https_warnings(self) -> list[str]:
+        """What is wrong with a plain-http public URL: the providers that refuse it."""
+        if not self.public_url.startswith("http://"):
+            return []
+        return [f"{name} refuses a callback URL that is not https, and AFTERIMAGE_PUBLIC_URL is "
+                f"{self.public_url}: serve TLS (AFTERIMAGE_TLS_CERT_FILE and "
+                "AFTERIMAGE_TLS_KEY_FILE) or put an https proxy in front and set "
+                "AFTERIMAGE_PUBLIC_URL to its https:// address"
+                for name, adapter in ADAPTERS.items()
+                if adapter.https_callbacks_only and name in self.api_keys]
+
     def require_receiver_secrets(self) -> None:
         """The plain receiver refuses to start without a secret and an API token."""
         if not self.secrets:
             raise ConfigError("AFTERIMAGE_SECRET is not set; callback URLs cannot be made")
         if self.api_token is None:
             raise ConfigError("AFTERIMAGE_API_TOKEN is not set; the /v1 API would be open")
+
+
+def _tls(cert: str | None, key: str | None) -> dict[str, Path | None]:
+    """Both PEM files or neither; each must exist."""
+    if (cert is None) != (key is None):
+        raise ConfigError("AFTERIMAGE_TLS_CERT_FILE and AFTERIMAGE_TLS_KEY_FILE go together: "
+                          "set both (PEM certificate chain and its private key) or neither")
+    out: dict[str, Path | None] = {"tls_cert_file": None, "tls_key_file": None}
+    for name, raw in (("CERT", cert), ("KEY", key)):
+        if raw is not None:
+            path = Path(raw).absolute()
+            if not path.is_file():
+                raise ConfigError(f"AFTERIMAGE_TLS_{name}_FILE: no such file {raw!r}")
+            out[f"tls_{name.lower()}_file"] = path
+    return out
 
 
 def _secrets(raw: str | None) -> tuple[Secret, ...]:

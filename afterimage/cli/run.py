@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -14,6 +15,8 @@ from afterimage.providers import ADAPTERS
 from afterimage.settings import Settings
 from afterimage.supervisor import Supervisor
 from afterimage.tokens import callback_url
+
+log = logging.getLogger("afterimage.receiver")
 
 
 @command("up")
@@ -45,7 +48,8 @@ def up(workers: int, poller: bool) -> None:
         sup.add("poller")
     click.echo(f"afterimage up — data in {data}, archive at {final.storage_url}")
     show_secrets(settings, final)
-    click.echo(f"  receiver on http://{final.host}:{final.port} — Ctrl-C stops everything")
+    scheme = "https" if final.tls_cert_file else "http"
+    click.echo(f"  receiver on {scheme}://{final.host}:{final.port} — Ctrl-C stops everything")
     try:
         sup.run()
     finally:
@@ -83,11 +87,20 @@ def receiver(workers: int) -> None:
     settings = Settings.from_env()
     settings.require_receiver_secrets()
     need_redis(settings)
-    level = settings.log_level
+    level, secrets = settings.log_level, settings.secret_values()
+    setup_logging(level, secrets)
+    for warning in settings.https_warnings():
+        log.warning(warning)
+    cert, key = settings.tls_cert_file, settings.tls_key_file
     uvicorn.run(
         "receiver.app:app_from_env", factory=True, host=settings.host, port=settings.port,
-        workers=workers, log_config=log_config(level, settings.secret_values()),
+        workers=workers, log_config=log_config(level, secrets),
         log_level="debug" if level == "DEBUG" else "warning", access_log=level == "DEBUG",
+        ssl_certfile=str(cert) if cert else None, ssl_keyfile=str(key) if key else None,
+        # X-Forwarded-Proto/-For believed only from the proxies named (uvicorn would believe
+        # 127.0.0.1, or $FORWARDED_ALLOW_IPS, by default)
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips or "",
         timeout_keep_alive=10,
         limit_concurrency=4096, h11_max_incomplete_event_size=64 * 1024,
     )

@@ -55,6 +55,7 @@ class ProviderAdapter(ABC):
     name: ClassVar[str]
     has_callbacks: ClassVar[bool]
     signs_callbacks: ClassVar[bool] = False
+    https_callbacks_only: ClassVar[bool] = False  # refuses a callback URL that is not https
     supports_batch: ClassVar[bool] = False
     default_base_url: ClassVar[str]
     poll_plan: ClassVar[PollPlan]

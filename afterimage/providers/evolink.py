@@ -51,6 +51,7 @@ class _Task(BaseModel):
 class Evolink(ProviderAdapter):
     name = "evolink"
     has_callbacks = True
+    https_callbacks_only = True
     default_base_url = "https://api.evolink.ai"
     # Callbacks bring results; queries are the fallback for a lost callback.
     poll_plan = PollPlan(first=60.0, steps=((300.0, 15.0), (1800.0, 30.0), (float("inf"), 60.0)))
