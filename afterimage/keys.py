@@ -8,6 +8,10 @@
                                           are not yet archived (pending, queued, archive_failed)
     ai:metrics                    hash    counters every process adds to (afterimage.metrics)
     ai:inbox                      stream  tasks whose archive job must be created (dispatcher input)
+    ai:inbox:malformed            stream  inbox entries the dispatcher could not read, set aside
+    ai:events                     stream  completion events not yet delivered (lua/transition.lua)
+    ai:events:later               zset    events whose delivery failed, by their next attempt
+    ai:heartbeat                  hash    component -> "<time> <host>-<pid>" of its newest beat
     ai:lock:{provider}:{task_id}  string  held while one archive job works on the task
     ai:rate:{provider}            string  the poller's shared rate-limit state
     ai:pause:{provider}           string  set while a provider asked us to back off (429)
@@ -20,6 +24,11 @@ from __future__ import annotations
 PREFIX = "ai:"
 INBOX = PREFIX + "inbox"
 DISPATCH_GROUP = "dispatch"
+MALFORMED = INBOX + ":malformed"
+EVENTS = PREFIX + "events"
+EVENTS_GROUP = "deliver"
+EVENTS_LATER = EVENTS + ":later"
+HEARTBEATS = PREFIX + "heartbeat"
 DEADLINES = PREFIX + "deadline"
 RESCUE_LOCK = PREFIX + "rescue"
 OPEN = PREFIX + "opened"

@@ -10,6 +10,7 @@ is still 200, with `afterimage_redis_up 0`, so the outage itself is what alerts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -22,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from afterimage import keys
+from afterimage.components import heartbeats, run_async
 from afterimage.ledger import index_key
 from afterimage.metrics import families, write
 from afterimage.models import TaskState
@@ -43,7 +45,8 @@ class Snapshot(Collector):
 
 
 async def flush(rt: Runtime) -> None:
-    """Write this process's gathered counts to Redis (kept for later if Redis is away)."""
+    """Write this process's gathered counts to Redis; if that fails they are kept for the
+    next flush, and the error is raised."""
     counts = rt.tally.drain()
     if not counts:
         return
@@ -51,20 +54,27 @@ async def flush(rt: Runtime) -> None:
         pipe = rt.ledger.redis.pipeline(transaction=False)
         write(pipe, counts)
         await pipe.execute()
-    except REDIS_ERRORS:
+    except BaseException:
         rt.tally.restore(counts)
+        raise
 
 
 async def flush_forever(rt: Runtime) -> None:
-    """Flush about once a second; cancelled by the lifespan at shutdown."""
-    while True:
-        await asyncio.sleep(FLUSH_EVERY)
+    """Flush about once a second, as the `metrics` component (heartbeat, survives any error);
+    cancelled by the lifespan at shutdown."""
+
+    async def step() -> float:
         await flush(rt)
+        return FLUSH_EVERY
+
+    await asyncio.sleep(FLUSH_EVERY)
+    await run_async("metrics", rt.ledger.redis, step)
 
 
 async def metrics(request: Request) -> Response:
     rt = runtime(request)
-    await flush(rt)
+    with contextlib.suppress(*REDIS_ERRORS):
+        await flush(rt)
     try:
         found = await _read(rt)
         found.append(_gauge("afterimage_redis_up", "1 if Redis answered this scrape.", 1))
@@ -89,6 +99,7 @@ async def _read(rt: Runtime) -> list[Metric]:
     pipe.hgetall(keys.OPEN)
     pipe.zrange(keys.DEADLINES, 0, 0, withscores=True)
     pipe.xlen(keys.INBOX)
+    pipe.hgetall(keys.HEARTBEATS)
     for state, provider in pairs:
         pipe.zcard(index_key(state, provider))
     for queue in keys.QUEUES:
@@ -97,8 +108,8 @@ async def _read(rt: Runtime) -> list[Metric]:
         pipe.zrange(keys.due(provider), 0, 0, withscores=True)
     replies: list[Any] = await pipe.execute()
     now = time.time()
-    counters, oldest, earliest, inbox = replies[:4]
-    rest = replies[4:]
+    counters, oldest, earliest, inbox, beats = replies[:5]
+    rest = replies[5:]
     sizes, rest = rest[:len(pairs)], rest[len(pairs):]
     lengths, dues = rest[:len(keys.QUEUES)], rest[len(keys.QUEUES):]
 
@@ -134,6 +145,14 @@ async def _read(rt: Runtime) -> list[Metric]:
     for provider, due in zip(polled, dues, strict=True):
         lag.add_metric([provider], max(0.0, now - due[0][1]) if due else 0.0)
     found.append(lag)
+    ages = GaugeMetricFamily(
+        "afterimage_component_heartbeat_age_seconds",
+        "Seconds since a background loop (dispatcher, recovery, poller, deadlines, events, "
+        "metrics) of any process last completed a round; absent for a loop that never ran.",
+        labels=("component",))
+    for component, (age, _) in heartbeats(beats, now).items():
+        ages.add_metric([component], age)
+    found.append(ages)
     return found
 
 

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from afterimage import keys
+from afterimage.components import COMPONENTS, heartbeats
 from afterimage.ledger import index_key, list_tasks
 from afterimage.models import Task, TaskState, rfc3339
 from afterimage.providers import NAMES, adapter
@@ -32,6 +33,7 @@ from receiver.runtime import runtime
 
 log = logging.getLogger("afterimage.receiver")
 DEADLINE_ROWS, FAILURE_ROWS, ARCHIVE_ROWS = 10, 20, 12
+LATE = 60.0  # a loop whose last round is older than this is shown as late
 SHOWN_TYPES = {"image/png", "image/jpeg", "image/webp", "application/json"}
 NOTICES = {
     "queued": "replay queued",
@@ -123,9 +125,10 @@ async def _gather(request: Request) -> dict[str, Any]:
     for state in states:
         for provider in NAMES:
             pipe.zcard(index_key(state, provider))
+    pipe.hgetall(keys.HEARTBEATS)
     pipe.zrange(keys.DEADLINES, 0, DEADLINE_ROWS - 1, withscores=True)
     replies: list[Any] = await pipe.execute()
-    sizes = iter(replies[:-1])
+    sizes = iter(replies[:-2])
     counts = {s: {p: int(next(sizes)) for p in NAMES} for s in states}
     soonest = [(keys.deadline_task(m), score) for m, score in replies[-1]]
     pipe = ledger.redis.pipeline(transaction=False)
@@ -133,6 +136,7 @@ async def _gather(request: Request) -> dict[str, Any]:
         pipe.hget(keys.task(provider, task_id), "st")
     found: list[Any] = await pipe.execute() if soonest else []
     now = time.time()
+    beats = heartbeats(replies[-2], now)
     deadlines = [
         {"provider": p, "task_id": t, "state": (st or b"?").decode(),
          "left": _span(score - now), "passed": score < now}
@@ -144,6 +148,10 @@ async def _gather(request: Request) -> dict[str, Any]:
         "states": states, "providers": NAMES, "counts": counts,
         "totals": {s: sum(counts[s].values()) for s in states},
         "deadlines": deadlines,
+        "heartbeats": [
+            {"component": c, "age": f"{_span(beats[c][0])} ago" if c in beats else "never",
+             "who": beats[c][1] if c in beats else "", "late": beats.get(c, (LATE,))[0] >= LATE}
+            for c in COMPONENTS],
         "failures": [_row(t) for t in failures],
         "archives": [_row(t) for t in archives],
         "now": rfc3339(datetime.fromtimestamp(now, UTC)),

@@ -20,6 +20,7 @@ from rq import Queue, Retry
 from rq.job import Job
 
 from afterimage import keys
+from afterimage.components import run_loop
 from afterimage.manifest import archive_job_id
 
 log = logging.getLogger("afterimage.dispatcher")
@@ -28,6 +29,7 @@ RETRY_INTERVALS = [2, 5, 15, 30, 60, 120]
 JOB_TIMEOUT = 600
 CLAIM_IDLE_MS = 30_000
 URGENT_WITHIN = 3 * 3600.0  # links expiring sooner than this are archived ahead of others
+MALFORMED_KEPT = 1000
 Entry = tuple[bytes, dict[bytes, bytes]]
 
 
@@ -40,16 +42,33 @@ class Dispatcher:
         self.retries = retries
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self._claim_from = "0-0"
+        self._grouped = False
 
     def ensure_group(self) -> None:
+        """Make the inbox stream and its consumer group unless they exist."""
         try:
             self.redis.xgroup_create(keys.INBOX, keys.DISPATCH_GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        self._grouped = True
+        self._claim_from = "0-0"
 
     def run_once(self, block_ms: int = 1000, count: int = 200) -> int:
         """Dispatch what is waiting (and entries a dead dispatcher left); return how many."""
+        if not self._grouped:
+            self.ensure_group()
+        try:
+            return self._run_once(block_ms, count)
+        except redis.ResponseError as exc:
+            if not lost_group(exc):
+                raise
+            log.warning("dispatcher: the inbox stream or its group is gone (%s); making them "
+                        "again", exc, extra={"event": "inbox_group_recreated"})
+            self.ensure_group()
+            return 0
+
+    def _run_once(self, block_ms: int, count: int) -> int:
         reply: Any = self.redis.xreadgroup(
             keys.DISPATCH_GROUP, self.name, {keys.INBOX: ">"}, count=count, block=block_ms
         )
@@ -67,10 +86,17 @@ class Dispatcher:
     def _dispatch(self, entries: list[Entry]) -> None:
         wanted = []
         soon = time.time() + URGENT_WITHIN
-        for _, f in entries:
-            p, task_id, gen = f[b"p"].decode(), f[b"id"].decode(), int(f[b"g"])
-            urgent = bool(f.get(b"ea")) and float(f[b"ea"]) < soon
+        malformed: list[tuple[bytes, dict[bytes, bytes], Exception]] = []
+        for entry_id, f in entries:
+            try:
+                p, task_id, gen, expires = parse_entry(f)
+            except (KeyError, ValueError) as exc:  # not written by transition.lua
+                malformed.append((entry_id, f, exc))
+                continue
+            urgent = expires is not None and expires < soon
             wanted.append((archive_job_id(p, task_id, gen), p, task_id, gen, urgent))
+        if malformed:
+            self._set_aside(malformed)
         pipe = self.redis.pipeline(transaction=False)
         for job_id, *_ in wanted:
             pipe.exists(Job.key_for(job_id))
@@ -101,17 +127,44 @@ class Dispatcher:
         log.info("dispatched %d job(s) from %d inbox entries", len(fresh), len(entries),
                  extra={"event": "dispatched"})
 
+    def _set_aside(self, bad: list[tuple[bytes, dict[bytes, bytes], Exception]]) -> None:
+        """Move entries that are not ours to read to ai:inbox:malformed (kept for a look, the
+        newest MALFORMED_KEPT), so that they never hold up the rest of the inbox."""
+        pipe = self.redis.pipeline(transaction=True)
+        for entry_id, fields, exc in bad:
+            kept: dict[Any, Any] = {**fields, b"inbox_id": entry_id,
+                                    b"error": f"{type(exc).__name__}: {exc}"[:200]}
+            pipe.xadd(keys.MALFORMED, kept, maxlen=MALFORMED_KEPT, approximate=True)
+        ids = [entry_id for entry_id, _, _ in bad]
+        pipe.xack(keys.INBOX, keys.DISPATCH_GROUP, *ids)
+        pipe.xdel(keys.INBOX, *ids)
+        pipe.execute()
+        for entry_id, _, exc in bad:
+            log.error("dispatcher: inbox entry %s is malformed (%s: %s); set aside in %s",
+                      entry_id.decode(), type(exc).__name__, str(exc)[:200], keys.MALFORMED,
+                      extra={"event": "inbox_malformed"})
+
+
+def parse_entry(f: dict[bytes, bytes]) -> tuple[str, str, int, float | None]:
+    """(provider, task id, generation, link expiry) of an inbox entry; KeyError or ValueError
+    (UnicodeDecodeError is one) when the entry is not one lua/transition.lua writes."""
+    provider, task_id, gen = f[b"p"].decode(), f[b"id"].decode(), int(f[b"g"])
+    if not provider or not task_id:
+        raise ValueError("empty provider or task id")
+    return provider, task_id, gen, float(f[b"ea"]) if f.get(b"ea") else None
+
+
+def lost_group(exc: redis.ResponseError) -> bool:
+    """Whether Redis says a stream or its consumer group does not exist (any more)."""
+    text = str(exc)
+    return text.startswith("NOGROUP") or "UNBLOCKED" in text
+
 
 def run_forever(dispatcher: Dispatcher, stop: threading.Event) -> None:
-    """Dispatch until `stop` is set; Redis outages are waited out."""
-    dispatcher.ensure_group()
-    while not stop.is_set():
-        try:
-            dispatcher.run_once()
-        except redis.ConnectionError as exc:
-            log.warning("dispatcher: Redis unavailable (%s); retrying", exc)
-            stop.wait(1.0)
-            try:
-                dispatcher.ensure_group()
-            except redis.ConnectionError:
-                continue
+    """Dispatch until `stop` is set, surviving any error (afterimage.components)."""
+
+    def step() -> float:
+        dispatcher.run_once()
+        return 0.0
+
+    run_loop("dispatcher", dispatcher.redis, step, stop)

@@ -8,6 +8,7 @@ removed, so a poller killed mid-poll loses nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -20,7 +21,7 @@ from typing import cast
 import httpx
 import redis
 
-from afterimage import errors, keys
+from afterimage import components, errors, keys
 from afterimage.ledger import Ledger, move_args, result_args
 from afterimage.metrics import POLL_QUERIES, Tally, flush
 from afterimage.models import Outcome, ProviderResult, Task, TaskState
@@ -35,7 +36,7 @@ BATCH = 50
 BATCH_LOOKAHEAD = 2.0  # a batch query also takes tasks due this much later
 ERROR_BACKOFF = 30.0
 JOB_GRACE = 900.0  # a queued task's job may still be running this long after it was queued
-HOUSEKEEPING_EVERY = 1.0  # deadline sweep and metrics flush: at most this often, not per claim
+HOUSEKEEPING_EVERY = 1.0  # deadline sweep and metrics flush: each loop runs this often
 
 
 class Poller:
@@ -54,7 +55,6 @@ class Poller:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # notified when a poll ends
         self._busy = False  # run_once last skipped a provider whose slots were mostly taken
-        self._housekeeping_at = 0.0  # monotonic time of the next deadline sweep and flush
         self._deferred: dict[str, dict[str, float]] = {}  # provider: {task id: next poll}
         self.tally = Tally()  # metric counts, written to Redis once per run_once
 
@@ -97,10 +97,6 @@ class Poller:
             for f in futures:
                 f.result()
             self.flush_reschedules()
-        if time.monotonic() >= self._housekeeping_at:
-            self._housekeeping_at = time.monotonic() + HOUSEKEEPING_EVERY
-            self.sweep_deadlines(now)
-            self.flush_metrics()
         return claimed
 
     def pause(self, stop: threading.Event, interval: float) -> None:
@@ -130,10 +126,8 @@ class Poller:
             pipe.execute()
 
     def flush_metrics(self) -> None:
-        try:
-            flush(self.tally, self.redis)
-        except redis.RedisError as exc:
-            log.warning("poller: metrics not written, kept for later: %s", exc)
+        """Write the gathered counts (kept for the next flush if Redis fails)."""
+        flush(self.tally, self.redis)
 
     def _poll(self, provider: str, ids: Sequence[str],
               created: Mapping[str, float] | None = None, probing: bool = True) -> None:
@@ -257,8 +251,15 @@ class Poller:
         late = cast(list[bytes], self.redis.zrangebyscore(
             keys.DEADLINES, "-inf", now, start=0, num=100))
         for member in late:
-            provider, task_id = keys.deadline_task(member)
-            task = self.ledger.get(provider, task_id)
+            try:
+                provider, task_id = keys.deadline_task(member)
+                task = self.ledger.get(provider, task_id)
+            except (KeyError, ValueError) as exc:  # not written by transition.lua
+                log.error("deadline sweep: unreadable entry %r or its task record (%s: %s); "
+                          "removed from %s", member, type(exc).__name__, exc, keys.DEADLINES,
+                          extra={"event": "deadline_malformed"})
+                self.redis.zrem(keys.DEADLINES, member)
+                continue
             if task is None or task.state.terminal:
                 self.redis.zrem(keys.DEADLINES, member)
             elif (task.state is not TaskState.QUEUED
@@ -268,20 +269,34 @@ class Poller:
 
 def run_poller(settings: Settings, stop: threading.Event | None = None,
                interval: float = 0.5) -> None:
-    """Poll until `stop` is set (or forever)."""
+    """Poll, sweep deadlines and flush metrics until `stop` is set (or forever): three loops
+    that survive any error (afterimage.components)."""
     assert settings.redis_url
     client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
     poller = Poller(settings, client)
     if not poller.providers:
         log.warning("poller: no provider API key configured; nothing can be polled")
     stop = stop or threading.Event()
-    while not stop.is_set():
-        try:
-            if poller.run_once():
-                continue
-        except redis.ConnectionError as exc:
-            log.warning("poller: Redis unavailable (%s)", exc)
-        poller.pause(stop, interval)
+
+    def poll() -> float:
+        if not poller.run_once():
+            poller.pause(stop, interval)
+        return 0.0
+
+    def sweep() -> float:
+        poller.sweep_deadlines(time.time())
+        return HOUSEKEEPING_EVERY
+
+    def write_metrics() -> float:
+        poller.flush_metrics()
+        return HOUSEKEEPING_EVERY
+
+    loops = [components.start("deadlines", client, sweep, stop),
+             components.start("metrics", client, write_metrics, stop)]
+    components.run_loop("poller", client, poll, stop)
+    for loop in loops:
+        loop.join()
     poller.pool.shutdown(wait=True)
-    poller.flush_reschedules()
-    poller.flush_metrics()
+    with contextlib.suppress(redis.RedisError):  # what is lost is polled again after its lease
+        poller.flush_reschedules()
+        poller.flush_metrics()

@@ -34,7 +34,7 @@ from rq.registry import ScheduledJobRegistry
 from rq.worker import WorkerStatus
 
 from afterimage import keys
-from afterimage.errors import LedgerUnavailableError
+from afterimage.components import run_loop
 from afterimage.ledger import Ledger, move_args
 from afterimage.manifest import archive_job_id
 from afterimage.models import Task, TaskState
@@ -46,6 +46,7 @@ HEARTBEAT_EVERY = 5.0
 MAINTENANCE_INTERVAL = 10  # how often a worker looks for jobs whose heartbeat lapsed
 WORKER_TTL = 25  # an idle worker wakes every WORKER_TTL - 15 s, and so can do maintenance
 PROMOTE_EVERY = 1.0
+PUBSUB_WAKE = 1.0
 RESCUE_EVERY = 15.0
 RESCUE_AFTER = 60.0  # a task queued this long is checked for a job that will finish it
 RESCUE_BATCH = 100
@@ -65,6 +66,17 @@ class ArchiveWorker(SimpleWorker):
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return HEARTBEAT_TTL
+
+    def subscribe(self) -> None:
+        """RQ's, with a pub/sub thread that wakes every PUBSUB_WAKE s instead of 60: redis-py
+        8 joins that thread when it is stopped, so a worker told to stop waited up to a
+        minute for it (and `afterimage up` then killed it)."""
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        thread: Any = self.pubsub.run_in_thread(
+            sleep_time=PUBSUB_WAKE, daemon=True,
+            exception_handler=self._pubsub_exception_handler)
+        self.pubsub_thread = thread
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         execution = self.prepare_execution(job)
@@ -122,7 +134,12 @@ class Rescuer:
                 start=self.offset, num=RESCUE_BATCH)
             found = max(found, len(ids))
             for raw in ids:
-                task = self.ledger.get(provider, raw.decode())
+                try:
+                    task = self.ledger.get(provider, raw.decode())
+                except (KeyError, ValueError) as exc:  # a record this code did not write
+                    log.error("rescue %s %r: unreadable task record (%s: %s); skipped",
+                              provider, raw, type(exc).__name__, exc)
+                    continue
                 if task is not None and task.state is TaskState.QUEUED:
                     rescued += self._check(task)
         self.offset = self.offset + RESCUE_BATCH if found == RESCUE_BATCH else 0
@@ -164,14 +181,17 @@ class Rescuer:
 
 
 def run_recovery(client: redis.Redis, queues: Sequence[Queue], stop: threading.Event) -> None:
-    """Promote due retries every PROMOTE_EVERY s and rescue stranded tasks every RESCUE_EVERY s."""
+    """Promote due retries every PROMOTE_EVERY s and rescue stranded tasks every RESCUE_EVERY s,
+    surviving any error (afterimage.components)."""
     rescuer = Rescuer(client, queues)
     next_rescue = time.monotonic() + RESCUE_EVERY
-    while not stop.wait(PROMOTE_EVERY):
-        try:
-            promote_due(queues, time.time())
-            if time.monotonic() >= next_rescue:
-                next_rescue = time.monotonic() + RESCUE_EVERY
-                rescuer.run_once(time.time())
-        except (redis.RedisError, LedgerUnavailableError) as exc:
-            log.warning("recovery: Redis unavailable (%s); retrying", exc)
+
+    def step() -> float:
+        nonlocal next_rescue
+        promote_due(queues, time.time())
+        if time.monotonic() >= next_rescue:
+            next_rescue = time.monotonic() + RESCUE_EVERY
+            rescuer.run_once(time.time())
+        return PROMOTE_EVERY
+
+    run_loop("recovery", client, step, stop)
