@@ -96,3 +96,12 @@ def test_every_internal_link_resolves(name: str) -> None:
 def test_the_slug_is_githubs() -> None:
     assert slug("Storage layout (for consumers)") == "storage-layout-for-consumers"
     assert slug("Completion events") == "completion-events"
+
+
+def test_the_walkthrough_shows_what_the_simulator_prints() -> None:
+    from afterimage.simulator.server import export_lines
+
+    printed = set(export_lines("http://127.0.0.1:9090", {}))
+    shown = [line for line in (ROOT / "README.md").read_text().splitlines()
+             if line.startswith("export AFTERIMAGE_")]
+    assert shown and all(line in printed for line in shown), set(shown) - printed

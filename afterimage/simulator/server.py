@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+import shlex
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
@@ -46,6 +49,39 @@ def public_url(host: str, port: int) -> str:
 def env_lines(base: str) -> list[str]:
     """`AFTERIMAGE_<PROVIDER>_BASE_URL=...` for every provider."""
     return [f"AFTERIMAGE_{p.upper()}_BASE_URL={base}/{p}" for p in PROVIDERS]
+
+
+SIM_KEY = "sim-key"  # what the export lines give a provider the simulator takes any key for
+
+
+def allow_cidr(base: str) -> str | None:
+    """The network afterimage must be allowed to download from to reach these image links
+    (None when the address is public: downloads may go there anyway)."""
+    host = urlsplit(base).hostname or "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "127.0.0.0/8" if host == "localhost" else None
+    if address.is_global:
+        return None
+    if address.is_loopback:
+        return "127.0.0.0/8" if address.version == 4 else "::1/128"
+    return f"{address}/{address.max_prefixlen}"
+
+
+def export_lines(base: str, keys: Mapping[str, str]) -> list[str]:
+    """Ready-to-paste shell lines with everything afterimage needs to use this simulator: the
+    download allow-list, and every provider's base URL and API key (one line each)."""
+    lines = ["# afterimage's settings for this simulator; paste them into every shell that "
+             "runs afterimage or its CLI"]
+    if (network := allow_cidr(base)) is not None:
+        lines.append(f"export AFTERIMAGE_DOWNLOAD_ALLOW_CIDRS={network}"
+                     "   # the simulator's image links are not on a public address")
+    for p in PROVIDERS:
+        name = f"AFTERIMAGE_{p.upper()}"
+        lines.append(f"export {name}_BASE_URL={shlex.quote(f'{base}/{p}')} "
+                     f"{name}_API_KEY={shlex.quote(keys.get(p, SIM_KEY))}")
+    return lines
 
 
 def _server(config: SimConfig, access_log: bool) -> tuple[uvicorn.Server, SimContext]:
@@ -178,7 +214,7 @@ def serve(
     url = public_url(host, sock.getsockname()[1])
     config.public_url = url
     server, _ = _server(config, access_log)
-    for line in env_lines(url):
+    for line in export_lines(url, config.keys):
         announce(line)
     announce(f"# control API: {url}/_sim (Ctrl-C stops the simulator)")
     try:

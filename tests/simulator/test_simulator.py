@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from afterimage.settings import Settings
 from afterimage.simulator import RunningSimulator, run_simulator
 from afterimage.simulator.cli import simulate
 from tests.support import free_port, wait_for
@@ -882,25 +883,37 @@ def test_create_body_knobs_are_checked(sim: RunningSimulator, http: httpx.Client
     assert reply.status_code == 400
 
 
-def test_simulate_command_prints_base_urls() -> None:
+def test_simulate_command_prints_ready_to_paste_exports() -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "afterimage.simulator", "--port", str(port), "--delay", "0"],
+        [sys.executable, "-m", "afterimage.simulator", "--port", str(port), "--delay", "0",
+         "--key", "kie=kie's key"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline().strip() for _ in PROVIDERS]
-        assert lines == [
-            f"AFTERIMAGE_{p.upper()}_BASE_URL=http://127.0.0.1:{port}/{p}" for p in PROVIDERS
-        ]
+        lines = []
+        while not (line := proc.stdout.readline()).startswith("# control API"):
+            lines.append(line)
         reply = wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/_sim"), 10, "the simulator")
         assert reply.json()["providers"]["crun"] == f"http://127.0.0.1:{port}/crun"
     finally:
         proc.terminate()
         proc.wait(10)
+    assert all(line.startswith(("export ", "#")) for line in lines)
+    shell = subprocess.run(["sh", "-c", "".join(lines) + "env"], env={}, capture_output=True,
+                           text=True, check=True)
+    pasted = dict(line.split("=", 1) for line in shell.stdout.splitlines() if "=" in line)
+    assert pasted["AFTERIMAGE_DOWNLOAD_ALLOW_CIDRS"] == "127.0.0.0/8"
+    for p in PROVIDERS:
+        assert pasted[f"AFTERIMAGE_{p.upper()}_BASE_URL"] == f"http://127.0.0.1:{port}/{p}"
+        assert pasted[f"AFTERIMAGE_{p.upper()}_API_KEY"] == ("kie's key" if p == "kie"
+                                                              else "sim-key")
+    settings = Settings.from_env(pasted)  # afterimage reads them as meant
+    assert set(settings.api_keys) == set(PROVIDERS)
+    assert [str(n) for n in settings.download_allow_cidrs] == ["127.0.0.0/8"]
 
 
 def test_simulate_command_rejects_bad_options() -> None:
