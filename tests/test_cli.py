@@ -32,6 +32,29 @@ def test_bad_usage_exits_2() -> None:
     assert afterimage("tasks", "--state", "bogus").returncode == 2
     assert afterimage("replay").returncode == 2
     assert afterimage("no-such-command").returncode == 2
+    for args in (("track", "nosuch", "t1"), ("callback-url", "nosuch"), ("tasks", "--provider",
+                                                                         "nosuch")):
+        done = afterimage(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "unknown provider 'nosuch'" in done.stderr
+
+
+def test_callback_url_of_a_provider_that_never_calls_back_says_so() -> None:
+    done = afterimage("callback-url", "apimart", env={"AFTERIMAGE_SECRET": "s" * 16})
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "apimart never calls back" in done.stderr and "afterimage track apimart" in done.stderr
+
+
+def test_every_option_has_help_text() -> None:
+    from afterimage.cli import main
+
+    for name, cmd in main.commands.items():
+        for param in cmd.params:
+            if param.param_type_name == "option":
+                assert getattr(param, "help", None), f"afterimage {name} {param.opts[0]}"
+    assert "as JSON" in afterimage("status", "--help").stdout
+    assert "poller" in afterimage("up", "--help").stdout.split("--poller", 1)[1]
 
 
 def test_track_status_and_tasks(redis_url: str) -> None:
@@ -56,8 +79,9 @@ def test_failures_are_one_line_on_stderr(redis_url: str) -> None:
     assert done.returncode == 1
     assert done.stderr.strip() == "afterimage: error: no task toapis nope"
     unknown = afterimage("status", "nosuch", "x", env={"AFTERIMAGE_REDIS_URL": redis_url})
-    assert unknown.returncode == 1
-    assert unknown.stderr.strip() == "afterimage: error: unknown provider 'nosuch'"
+    assert unknown.returncode == 2  # bad usage
+    assert unknown.stderr.strip().startswith("afterimage: error: unknown provider 'nosuch' (one of")
+    assert "\n" not in unknown.stderr.strip()
 
 
 def test_callback_url_uses_the_first_secret() -> None:

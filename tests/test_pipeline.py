@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,5 +84,11 @@ def test_a_loopback_url_outside_the_allow_list_is_never_fetched(
         made = stack.sim.create_task("evolink", callback_url=stack.callback_url("evolink"))
         task = stack.wait_state("evolink", made["id"], "archive_failed")
         assert task["error"]["code"] == "unsafe_url"
+        assert "AFTERIMAGE_DOWNLOAD_ALLOW_CIDRS" in task["error"]["message"]  # the fix, named
         assert stack.sim.task("evolink", made["id"])["downloads"] == {}
         assert stack.objects() == {}
+        env = {**stack.env, "AFTERIMAGE_DATA_DIR": str(tmp_path)}
+        for args in (["status", "evolink", made["id"]], ["tasks", "--state", "archive_failed"]):
+            shown = subprocess.run([sys.executable, "-m", "afterimage", *args], env=env,
+                                   capture_output=True, text=True, timeout=60, check=True).stdout
+            assert f"unsafe_url: {task['error']['message']}" in shown  # the whole error

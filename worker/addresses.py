@@ -58,7 +58,9 @@ def resolve_allowed(host: str, port: int, allow_cidrs: Sequence[Network]) -> lis
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
         if not address_allowed(address, allow_cidrs):
-            raise UnsafeUrlError(f"host {host!r} resolves to {address}, a non-public address")
+            raise UnsafeUrlError(
+                f"host {host!r} resolves to {address}, a non-public address (to fetch from it, "
+                f"add its network to AFTERIMAGE_DOWNLOAD_ALLOW_CIDRS)")
         if address not in addresses:
             addresses.append(address)
     if not addresses:

@@ -11,19 +11,29 @@ from typing import Any, TypeVar
 import click
 
 from afterimage import embedded
-from afterimage.errors import AfterimageError
+from afterimage.errors import AfterimageError, UnknownProviderError
 from afterimage.settings import Secret, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class BadUsage(AfterimageError):
+    """An argument the command cannot take (exit status 2)."""
+
+    code = "bad_usage"
+
+
 def fails_cleanly(func: F) -> F:
-    """Errors become one line on stderr and exit status 1."""
+    """Errors become one line on stderr and exit status 1; bad usage (an unknown provider, an
+    argument the command cannot take) exits 2."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except (BadUsage, UnknownProviderError) as exc:
+            click.echo(f"afterimage: error: {exc}", err=True)
+            sys.exit(2)
         except AfterimageError as exc:
             click.echo(f"afterimage: error: {exc}", err=True)
             sys.exit(1)

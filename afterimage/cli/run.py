@@ -21,7 +21,8 @@ log = logging.getLogger("afterimage.receiver")
 
 @command("up")
 @click.option("--workers", default=2, show_default=True, help="Archive worker processes.")
-@click.option("--poller/--no-poller", default=True, show_default=True)
+@click.option("--poller/--no-poller", default=True, show_default=True,
+              help="Run the fallback poller too (--no-poller when another machine runs it).")
 def up(workers: int, poller: bool) -> None:
     """Everything in one command: Redis (embedded unless configured), receiver, workers, poller."""
     settings = Settings.from_env()

@@ -9,7 +9,7 @@ from typing import Any, cast
 import click
 
 from afterimage import keys
-from afterimage.cli.base import command, effective_settings, emit, need_redis
+from afterimage.cli.base import BadUsage, command, effective_settings, emit, need_redis
 from afterimage.errors import AfterimageError, ConfigError
 from afterimage.ledger import Ledger, move_args
 from afterimage.models import Task, TaskState, parse_moment
@@ -36,10 +36,15 @@ def _moment(ctx: click.Context, param: click.Parameter, value: str | None) -> fl
 @click.argument("provider")
 def callback_url(provider: str) -> None:
     """Print the callback URL to give PROVIDER."""
+    chosen = adapter(provider)
+    if not chosen.has_callbacks:
+        raise BadUsage(f"{chosen.name} never calls back, so it has no callback URL: afterimage "
+                       f"polls it (track a task with `afterimage track {chosen.name} TASK_ID`, "
+                       f"or submit through afterimage)")
     settings = effective_settings()
     if not settings.secrets:
         raise ConfigError("AFTERIMAGE_SECRET is not set (and no `afterimage up` data dir has one)")
-    click.echo(make_callback_url(settings.public_url, settings.secrets[0], adapter(provider).name))
+    click.echo(make_callback_url(settings.public_url, settings.secrets[0], chosen.name))
 
 
 @command("track")
@@ -66,9 +71,10 @@ def track(provider: str, task_id: str, metadata: str) -> None:
 
 
 def _row(task: Task) -> list[str]:
-    err = task.error["message"] if task.error else ""
+    """A table row; the error (the last column) whole, code first."""
+    err = f"{task.error.get('code', '')}: {task.error.get('message', '')}" if task.error else ""
     return [task.provider, task.task_id, task.state.value, task.updated_at.strftime("%F %T"),
-            str(len(task.images)), err[:60]]
+            str(len(task.images)), " ".join(err.split())]
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -81,10 +87,11 @@ def _table(rows: list[list[str]]) -> str:
 @command("status")
 @click.argument("provider")
 @click.argument("task_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="The task as JSON, as the API answers it.")
 def status(provider: str, task_id: str, as_json: bool) -> None:
     """Show one task."""
-    task = ledger().get(adapter(provider).name, task_id)
+    name = adapter(provider).name  # bad usage is told before Redis is needed
+    task = ledger().get(name, task_id)
     if task is None:
         raise AfterimageError(f"no task {provider} {task_id}")
     if as_json:
@@ -97,10 +104,11 @@ def status(provider: str, task_id: str, as_json: bool) -> None:
 
 
 @command("tasks")
-@click.option("--state", type=click.Choice([s.value for s in TaskState]))
-@click.option("--provider")
-@click.option("--limit", default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--state", type=click.Choice([s.value for s in TaskState]),
+              help="Only tasks in this state.")
+@click.option("--provider", help="Only this provider's tasks.")
+@click.option("--limit", default=50, show_default=True, help="At most this many tasks.")
+@click.option("--json", "as_json", is_flag=True, help="The tasks as JSON (a list).")
 def tasks(state: str | None, provider: str | None, limit: int, as_json: bool) -> None:
     """List tasks, most recent first."""
     import asyncio
@@ -110,13 +118,13 @@ def tasks(state: str | None, provider: str | None, limit: int, as_json: bool) ->
     from afterimage.ledger import AsyncLedger, list_tasks
     from afterimage.providers import NAMES
 
+    providers = [adapter(provider).name] if provider else list(NAMES)
     url = need_redis(effective_settings())
 
     async def fetch() -> list[Task]:
         client = aredis.Redis.from_url(url)
         try:
             states = [state] if state else [s.value for s in TaskState]
-            providers = [adapter(provider).name] if provider else list(NAMES)
             return await list_tasks(AsyncLedger(client), states, providers, limit)
         finally:
             await client.aclose()

@@ -22,4 +22,5 @@ def adapter(name: str) -> ProviderAdapter:
     try:
         return ADAPTERS[name]
     except KeyError:
-        raise UnknownProviderError(f"unknown provider {name!r}") from None
+        known = ", ".join(ADAPTERS)
+        raise UnknownProviderError(f"unknown provider {name!r} (one of: {known})") from None

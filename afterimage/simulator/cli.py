@@ -72,8 +72,10 @@ FRACTION = click.FloatRange(0.0, 1.0)
     type=click.Choice(["png", "jpeg", "webp"]),
     help="Image format.",
 )
-@click.option("--width", default=256, show_default=True, type=click.IntRange(min=1))
-@click.option("--height", default=256, show_default=True, type=click.IntRange(min=1))
+@click.option("--width", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Width of the generated images in pixels.")
+@click.option("--height", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Height of the generated images in pixels.")
 @click.option(
     "--image-bytes",
     type=click.IntRange(min=64),
