@@ -33,6 +33,8 @@ from receiver.runtime import runtime
 
 log = logging.getLogger("afterimage.receiver")
 DEADLINE_ROWS, FAILURE_ROWS, ARCHIVE_ROWS = 10, 20, 12
+# Every state the page counts as a failure; the provider's own failure cannot be replayed.
+FAILED = ("archive_failed", "expired", "generation_failed")
 LATE = 60.0  # a loop whose last round is older than this is shown as late
 SHOWN_TYPES = {"image/png", "image/jpeg", "image/webp", "application/json"}
 NOTICES = {
@@ -50,9 +52,12 @@ async def page(request: Request) -> Response:
     """GET /ops."""
     how = session.auth(request)
     if how is None:
+        wrong = "token" in request.query_params  # a token was given, and it is not the one
         if not wants_html(request):  # an API client or a probe: the JSON error object
-            raise ApiError(401, "unauthorized", "missing or wrong bearer token")
-        return render("login.html", 401, error=None)
+            raise ApiError(401, "unauthorized",
+                           "wrong token" if wrong else "missing or wrong bearer token")
+        return render("login.html", 401,
+                      error="That is not the API token." if wrong else None)
     if how == "query":  # take the token out of the address bar and history
         return session.start(request, RedirectResponse("/ops", 303))
     rt = runtime(request)
@@ -142,7 +147,7 @@ async def _gather(request: Request) -> dict[str, Any]:
          "left": _span(score - now), "passed": score < now}
         for ((p, t), score), st in zip(soonest, found, strict=True)
     ]
-    failures = await list_tasks(ledger, ["archive_failed", "expired"], NAMES, FAILURE_ROWS)
+    failures = await list_tasks(ledger, list(FAILED), NAMES, FAILURE_ROWS)
     archives = await list_tasks(ledger, ["archived"], NAMES, ARCHIVE_ROWS)
     return {
         "states": states, "providers": NAMES, "counts": counts,

@@ -150,3 +150,28 @@ def test_signing_out_ends_the_session(base: str) -> None:
     token = csrf(client.get("/ops").text)
     assert client.post("/ops/logout", data={"csrf": token}).status_code == 303
     assert client.get("/ops", headers=BROWSER).status_code == 401
+
+
+def test_a_wrong_token_in_the_address_is_said_to_be_wrong(base: str) -> None:
+    wrong = httpx.get(f"{base}/ops?token=wrong", headers=BROWSER)
+    assert wrong.status_code == 401 and "That is not the API token." in wrong.text
+    none = httpx.get(f"{base}/ops", headers=BROWSER)
+    assert none.status_code == 401 and "That is not the API token." not in none.text
+    api = httpx.get(f"{base}/ops?token=wrong")
+    assert api.json()["error"]["message"] == "wrong token"
+
+
+def test_recent_failures_lists_every_failed_state(base: str, redis_url: str) -> None:
+    ledger = Ledger(redis.Redis.from_url(redis_url))
+    for state, task_id in ((TaskState.GENERATION_FAILED, "gen-1"), (TaskState.EXPIRED, "exp-1"),
+                           (TaskState.ARCHIVE_FAILED, "arch-1")):
+        err = json.dumps({"code": f"{state.value}_code", "message": "it failed"})
+        assert ledger.move(move_args("evolink", task_id, state, allowed="none",
+                                     fields={"err": err})).ok
+    page = signed_in(base).get("/ops").text
+    assert "Nothing has failed." not in page
+    for task_id in ("gen-1", "exp-1", "arch-1"):
+        assert f'data-task="evolink/{task_id}"' in page
+    rows = dict(re.findall(r'data-task="evolink/([\w-]+)">(.*?)</tr>', page, re.S))
+    assert "Replay" not in rows["gen-1"]  # the provider's own failure cannot be replayed
+    assert "Replay" in rows["arch-1"] and "Replay" in rows["exp-1"]
