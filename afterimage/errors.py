@@ -6,6 +6,9 @@
     │   └── NotJsonError             the body is not JSON at all
     ├── CallbackAuthError        bad callback token or signature
     ├── UnknownProviderError     no such provider
+    ├── InvalidRequestError      a task operation's input is wrong (task id, state, limit, …)
+    ├── TaskNotFoundError        no such task
+    ├── NotReplayableError       the task cannot be replayed (its generation failed)
     ├── LedgerUnavailableError   Redis cannot be reached
     ├── ProviderApiError         a provider API call failed
     │   ├── TransientProviderError   429, 5xx, maintenance: retry with backoff
@@ -56,6 +59,20 @@ class CallbackAuthError(AfterimageError):
 
 class UnknownProviderError(AfterimageError):
     code = "unknown_provider"
+
+
+class InvalidRequestError(AfterimageError):
+    """What a client or operator asked of a task operation cannot be done as asked."""
+
+    code = "invalid_request"
+
+
+class TaskNotFoundError(AfterimageError):
+    code = "task_not_found"
+
+
+class NotReplayableError(AfterimageError):
+    code = "not_replayable"
 
 
 class LedgerUnavailableError(AfterimageError):

@@ -24,6 +24,9 @@ STATUS: dict[type[BaseException], int] = {
     errors.AdapterError: 422,  # valid JSON the provider's adapter cannot read
     errors.CallbackAuthError: 401,
     errors.UnknownProviderError: 404,
+    errors.InvalidRequestError: 422,
+    errors.TaskNotFoundError: 404,
+    errors.NotReplayableError: 409,
     errors.LedgerUnavailableError: 503,
     errors.ProviderRefusedInputError: 422,  # the provider refuses the caller's own fields
     errors.ProviderApiError: 502,  # the provider's API failed us: auth, credit, rate, 5xx

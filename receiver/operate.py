@@ -5,65 +5,42 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from afterimage import keys, provider_api
-from afterimage.ledger import index_key, move_args, replay_args
-from afterimage.models import Task, TaskState, parse_moment
-from afterimage.providers import NAMES, adapter
+from afterimage import operations, provider_api
+from afterimage.ledger import move_args
+from afterimage.models import TaskState
+from afterimage.providers import adapter
 from afterimage.schedule import first_poll
 from afterimage.tokens import callback_url
 from receiver.api import json_body, parse_model
 from receiver.errors import ApiError
-from receiver.runtime import Runtime, runtime
+from receiver.runtime import runtime
 
 
 class BulkReplay(BaseModel):
-    state: TaskState = TaskState.ARCHIVE_FAILED
+    """The body of POST /v1/replay; its values are checked by afterimage.operations."""
+
+    state: str = TaskState.ARCHIVE_FAILED.value
     provider: str | None = None
     since: float | str | None = None  # unix seconds or RFC 3339
-    limit: int = Field(default=1000, ge=1, le=100_000)
-
-
-NOTHING_TO_DO = {
-    "archived": "already archived; nothing to replay",
-    "already_queued": "already queued; its archive job is waiting or running",
-}
-
-
-async def replay_one(rt: Runtime, task: Task) -> str:
-    """Replay one task: 'queued', 'polling', or 'archived'/'already_queued' (nothing to do)."""
-    if task.state is TaskState.ARCHIVED:
-        return "archived"
-    if task.state is TaskState.PENDING:
-        await rt.ledger.redis.zadd(keys.due(task.provider), {task.task_id: time.time()}, xx=True)
-        return "polling"
-    if task.state is TaskState.QUEUED:
-        return "already_queued"
-    if task.state is TaskState.GENERATION_FAILED:
-        raise ApiError(409, "not_replayable", "the provider says generation failed")
-    move = await rt.ledger.move(replay_args(task.provider, task.task_id))
-    if move.ok:
-        return "queued"
-    return "archived" if move.previous == "archived" else "already_queued"
+    limit: int | None = None
 
 
 async def replay_task(request: Request) -> JSONResponse:
     rt = runtime(request)
     rt.require_api_token(request)
-    provider = adapter(request.path_params["provider"]).name
-    task = await rt.ledger.get(provider, request.path_params["task_id"])
-    if task is None:
-        raise ApiError(404, "task_not_found", "no such task")
-    what = await replay_one(rt, task)
-    if what in NOTHING_TO_DO:
-        return JSONResponse({"queued": [], "state": task.state.value,
-                             "message": NOTHING_TO_DO[what]})
-    return JSONResponse({"queued": [task.task_id] if what == "queued" else [],
-                         "polling": [task.task_id] if what == "polling" else []},
+    done = await operations.replay_one(
+        rt.ledger, request.path_params["provider"], request.path_params["task_id"])
+    if not done.acted:
+        return JSONResponse({"queued": [], "state": done.task.state.value,
+                             "message": done.message})
+    task_id = done.task.task_id
+    return JSONResponse({"queued": [task_id] if done.outcome == "queued" else [],
+                         "polling": [task_id] if done.outcome == "polling" else []},
                         status_code=202)
 
 
@@ -71,22 +48,10 @@ async def replay_many(request: Request) -> JSONResponse:
     rt = runtime(request)
     rt.require_api_token(request)
     req = parse_model(BulkReplay, await json_body(request))
-    if req.state.value not in ("archive_failed", "expired"):
-        raise ApiError(422, "invalid_request", "state must be archive_failed or expired")
-    try:
-        since = "-inf" if req.since is None else parse_moment(str(req.since))
-    except ValueError as exc:
-        raise ApiError(422, "invalid_request", f"since: {exc}") from None
-    providers = [adapter(req.provider).name] if req.provider else list(NAMES)
-    queued: list[dict[str, str]] = []
-    for p in providers:
-        ids: Any = await rt.ledger.redis.zrangebyscore(
-            index_key(req.state.value, p), since, "+inf", start=0, num=req.limit)
-        for raw in ids:
-            move = await rt.ledger.move(replay_args(p, raw.decode()))
-            if move.ok:
-                queued.append({"provider": p, "task_id": raw.decode()})
-    return JSONResponse({"queued": queued}, status_code=202)
+    queued = await operations.replay_many(rt.ledger, req.state, req.provider, req.since,
+                                          req.limit)
+    return JSONResponse({"queued": [{"provider": p, "task_id": t} for p, t in queued]},
+                        status_code=202)
 
 
 async def submit(request: Request) -> JSONResponse:

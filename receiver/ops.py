@@ -20,14 +20,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from afterimage import keys
+from afterimage import keys, operations
 from afterimage.components import COMPONENTS, heartbeats
+from afterimage.errors import InvalidRequestError, NotReplayableError, TaskNotFoundError
 from afterimage.ledger import index_key, list_tasks
 from afterimage.models import Task, TaskState, rfc3339
 from afterimage.providers import NAMES, adapter
 from receiver import session
 from receiver.errors import ApiError
-from receiver.operate import replay_one
 from receiver.pages import render, wants_html
 from receiver.runtime import runtime
 
@@ -38,10 +38,7 @@ FAILED = ("archive_failed", "expired", "generation_failed")
 LATE = 60.0  # a loop whose last round is older than this is shown as late
 SHOWN_TYPES = {"image/png", "image/jpeg", "image/webp", "application/json"}
 NOTICES = {
-    "queued": "replay queued",
-    "polling": "no result yet; the poller asks the provider again now",
-    "archived": "already archived; nothing to replay",
-    "already_queued": "already queued; its archive job is waiting or running",
+    **operations.REPLAY_MESSAGES,
     "not_replayable": "not replayable: the provider says generation failed",
     "not_found": "no such task",
 }
@@ -75,14 +72,12 @@ async def replay(request: Request) -> Response:
     rt = runtime(request)
     provider = adapter(form.get("provider", "")).name
     task_id = form.get("task_id", "")
-    task = await rt.ledger.get(provider, task_id) if task_id else None
-    if task is None:
+    try:
+        what = (await operations.replay_one(rt.ledger, provider, task_id)).outcome
+    except (TaskNotFoundError, InvalidRequestError):
         what = "not_found"
-    else:
-        try:
-            what = await replay_one(rt, task)
-        except ApiError:
-            what = "not_replayable"
+    except NotReplayableError:
+        what = "not_replayable"
     log.info("ops: replay %s %s -> %s", provider, task_id, what,
              extra={"event": "ops_replay", "provider": provider, "task_id": task_id,
                     "outcome": what})

@@ -17,7 +17,7 @@ from afterimage import keys
 from afterimage.cli import main
 from afterimage.manifest import archive_job_id
 from tests.stack import Stack, running_stack
-from tests.support import MotoServer
+from tests.support import MotoServer, wait_for
 
 
 @pytest.fixture()
@@ -55,7 +55,9 @@ def test_failed_tasks_end_archived_once_the_fault_is_gone(stack: Stack) -> None:
     r = stack.api.post(f"/v1/tasks/evolink/{one}/replay")
     assert r.status_code == 202
     assert r.json()["queued"] == [one]
-    job = Job.fetch(archive_job_id("evolink", one, 2), connection=stack.db)
+    job_id = archive_job_id("evolink", one, 2)  # made by the dispatcher, a moment later
+    wait_for(lambda: Job.exists(job_id, connection=stack.db), 10, "the replay's archive job")
+    job = Job.fetch(job_id, connection=stack.db)
     assert job.func_name == "worker.archive.archive_task"  # an ordinary RQ job
     done = cli(stack, "replay", "--state", "archive_failed", "--provider", "evolink",
                "--since", before)

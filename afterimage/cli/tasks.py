@@ -2,34 +2,48 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from typing import Any, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import click
+import redis.asyncio as aredis
 
-from afterimage import keys
+from afterimage import operations
 from afterimage.cli.base import BadUsage, command, effective_settings, emit, need_redis
-from afterimage.errors import AfterimageError, ConfigError
-from afterimage.ledger import Ledger, move_args
-from afterimage.models import Task, TaskState, parse_moment
+from afterimage.errors import AfterimageError, ConfigError, InvalidRequestError
+from afterimage.ledger import AsyncLedger, Ledger, move_args
+from afterimage.models import Task, TaskState
+from afterimage.operations import MAX_REPLAY_LIMIT, REPLAY_LIMIT, REPLAYABLE_STATES
 from afterimage.providers import adapter
 from afterimage.schedule import first_poll
 from afterimage.tokens import callback_url as make_callback_url
+
+T = TypeVar("T")
 
 
 def ledger() -> Ledger:
     return Ledger.from_url(need_redis(effective_settings()))
 
 
-def _moment(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    """An RFC 3339 time or unix seconds, as unix seconds."""
-    if value is None:
-        return None
+def on_ledger(operation: Callable[[AsyncLedger], Awaitable[T]]) -> T:
+    """Run one of afterimage.operations against the configured Redis; its input errors are
+    bad usage (exit status 2)."""
+    url = need_redis(effective_settings())
+
+    async def run() -> T:
+        client = aredis.Redis.from_url(url)
+        try:
+            return await operation(AsyncLedger(client))
+        finally:
+            await client.aclose()
+
     try:
-        return parse_moment(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx, param) from None
+        return asyncio.run(run())
+    except InvalidRequestError as exc:
+        raise BadUsage(str(exc)) from None
 
 
 @command("callback-url")
@@ -111,25 +125,12 @@ def status(provider: str, task_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="The tasks as JSON (a list).")
 def tasks(state: str | None, provider: str | None, limit: int, as_json: bool) -> None:
     """List tasks, most recent first."""
-    import asyncio
-
-    import redis.asyncio as aredis
-
-    from afterimage.ledger import AsyncLedger, list_tasks
+    from afterimage.ledger import list_tasks
     from afterimage.providers import NAMES
 
+    states = [state] if state else [s.value for s in TaskState]
     providers = [adapter(provider).name] if provider else list(NAMES)
-    url = need_redis(effective_settings())
-
-    async def fetch() -> list[Task]:
-        client = aredis.Redis.from_url(url)
-        try:
-            states = [state] if state else [s.value for s in TaskState]
-            return await list_tasks(AsyncLedger(client), states, providers, limit)
-        finally:
-            await client.aclose()
-
-    found = asyncio.run(fetch())
+    found = on_ledger(lambda led: list_tasks(led, states, providers, limit))
     if as_json:
         out: list[dict[str, Any]] = [t.to_json() for t in found]
         emit(out)
@@ -170,47 +171,33 @@ def submit(provider: str, json_file: Any) -> None:
 @command("replay")
 @click.argument("provider", required=False)
 @click.argument("task_id", required=False)
-@click.option("--state", type=click.Choice(["archive_failed", "expired"]),
+@click.option("--state", type=click.Choice(list(REPLAYABLE_STATES)),
               help="Replay every task in this state.")
 @click.option("--provider", "only", help="With --state: only this provider.")
-@click.option("--since", callback=_moment, metavar="TIME",
+@click.option("--since", metavar="TIME",
               help="With --state: only tasks that failed at or after TIME (RFC 3339 or unix "
               "seconds).")
+@click.option("--limit", type=int, metavar="N",
+              help=f"With --state: queue at most N tasks (default {REPLAY_LIMIT}, at most "
+              f"{MAX_REPLAY_LIMIT}).")
 def replay(provider: str | None, task_id: str | None, state: str | None, only: str | None,
-           since: float | None) -> None:
+           since: str | None, limit: int | None) -> None:
     """Queue failed tasks again: one (PROVIDER TASK_ID) or all in a state (--state)."""
-    from afterimage.ledger import index_key, replay_args
-    from afterimage.providers import NAMES
-
     if state is None and not (provider and task_id):
         raise click.UsageError("give PROVIDER TASK_ID, or --state archive_failed")
     if state is not None and (provider or task_id):
         raise click.UsageError("--state replays many tasks; give no PROVIDER TASK_ID with it")
-    led = ledger()
     if state is None:
         assert provider and task_id
-        task = led.get(adapter(provider).name, task_id)
-        if task is None:
-            raise AfterimageError(f"no task {provider} {task_id}")
-        if task.state in (TaskState.ARCHIVED, TaskState.QUEUED):
-            click.echo(f"{provider} {task_id} is already {task.state}; nothing to replay")
-            return
-        if task.state is TaskState.PENDING:
-            led.redis.zadd(keys.due(task.provider), {task_id: time.time()}, xx=True)
-            click.echo(f"polling now: {provider} {task_id} (no result has been seen yet)")
-            return
-        move = led.move(replay_args(task.provider, task_id))
-        if not move.ok:
-            raise AfterimageError(f"{provider} {task_id} is {move.previous}; only archive_failed "
-                                  "and expired tasks are replayed")
-        click.echo(f"queued: {provider} {task_id}")
+        one, tid = provider, task_id
+        done = on_ledger(lambda led: operations.replay_one(led, one, tid))
+        if done.outcome == "queued":
+            click.echo(f"queued: {done.task.provider} {tid}")
+        else:
+            click.echo(f"{done.task.provider} {tid}: {done.message}")
         return
-    count = 0
-    for p in [adapter(only).name] if only else NAMES:
-        low = "-inf" if since is None else since
-        found = cast(list[bytes], led.redis.zrangebyscore(index_key(state, p), low, "+inf"))
-        for raw in found:
-            if led.move(replay_args(p, raw.decode())).ok:
-                count += 1
-                click.echo(f"queued: {p} {raw.decode()}")
-    click.echo(f"{count} task(s) queued")
+    many = state
+    queued = on_ledger(lambda led: operations.replay_many(led, many, only, since, limit))
+    for p, t in queued:
+        click.echo(f"queued: {p} {t}")
+    click.echo(f"{len(queued)} task(s) queued")
