@@ -90,6 +90,7 @@ def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ImageRejectedError(
             f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}"
+            " (AFTERIMAGE_MAX_IMAGE_PIXELS)"
         )
 
 

@@ -216,13 +216,15 @@ def _receive(
     declared = _header(response, b"content-length")
     length = int(declared) if declared is not None else None  # h11 has validated it
     if length is not None and length > max_bytes:
-        raise ImageRejectedError(f"Content-Length {length} is over the limit of {max_bytes} bytes")
+        raise ImageRejectedError(f"Content-Length {length} is over the limit of {max_bytes} bytes"
+                                 " (AFTERIMAGE_MAX_IMAGE_BYTES)")
     digest = hashlib.sha256()
     size, head, tail, info, next_sniff = 0, bytearray(), b"", None, 0
     for chunk in response.iter_stream():
         size += len(chunk)
         if size > max_bytes:
-            raise ImageRejectedError(f"body is over the limit of {max_bytes} bytes")
+            raise ImageRejectedError(f"body is over the limit of {max_bytes} bytes"
+                                     " (AFTERIMAGE_MAX_IMAGE_BYTES)")
         if info is None:
             head += chunk
             if len(head) >= next_sniff:  # sniff at doubling lengths: O(n) work in all

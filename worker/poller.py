@@ -275,7 +275,8 @@ def run_poller(settings: Settings, stop: threading.Event | None = None,
     client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
     poller = Poller(settings, client)
     if not poller.providers:
-        log.warning("poller: no provider API key configured; nothing can be polled")
+        log.warning("poller: no provider API key configured (AFTERIMAGE_<PROVIDER>_API_KEY); "
+                    "nothing can be polled")
     stop = stop or threading.Event()
 
     def poll() -> float:

@@ -27,12 +27,14 @@ from afterimage.providers import ADAPTERS
 from afterimage.simulator import run_simulator
 from afterimage.tokens import callback_token
 from tests.faults.upproc import Up, up_env
-from tests.support import MotoServer, wait_for
+from tests.support import MotoServer, free_port, wait_for
 
 KEYS = {p: f"sk-{p}-{secrets.token_hex(12)}" for p in ADAPTERS}
 KIE_HMAC = f"kie-hmac-{secrets.token_hex(12)}"
 SECRET = f"secret-{secrets.token_hex(12)}"
 API_TOKEN = f"api-{secrets.token_hex(12)}"
+NOTIFY_SECRET = f"notify-{secrets.token_hex(12)}"
+BAD_KIE_SIGNATURE_KEY = "wrong-key-123"
 
 
 def test_the_redactor_takes_out_tokens_queries_and_known_values() -> None:
@@ -61,7 +63,8 @@ def run(tmp_path: Path, s3_server: MotoServer) -> Iterator[tuple[Up, object, Pat
         "AFTERIMAGE_API_TOKEN": API_TOKEN, "AFTERIMAGE_KIE_WEBHOOK_HMAC_KEY": KIE_HMAC,
         "AFTERIMAGE_STORAGE_URL": f"s3://{bucket}/archive",
         "AFTERIMAGE_S3_ENDPOINT_URL": s3_server.url, "AFTERIMAGE_POLL_SCALE": "0.02",
-        "AFTERIMAGE_ARCHIVE_RETRIES": "0",
+        "AFTERIMAGE_ARCHIVE_RETRIES": "0", "AFTERIMAGE_NOTIFY_SECRET": NOTIFY_SECRET,
+        "AFTERIMAGE_NOTIFY_URL": f"http://127.0.0.1:{free_port()}/events",  # nobody listens
         **{f"AFTERIMAGE_{p.upper()}_API_KEY": k for p, k in KEYS.items()},
     })
     log = tmp_path / "up.log"
@@ -107,7 +110,7 @@ def test_no_secret_reaches_any_log_line(run: tuple[Up, object, Path]) -> None:
         "bad kie signature": httpx.post(
             callbacks["kie"], json={"code": 200, "data": {"taskId": "k1", "state": "success"}},
             headers={"X-Webhook-Timestamp": str(int(time.time())),
-                     "X-Webhook-Signature": kie_signature("k1", "1", "wrong-key-123")}),
+                     "X-Webhook-Signature": kie_signature("k1", "1", BAD_KIE_SIGNATURE_KEY)}),
         "wrong bearer": httpx.get(f"{up.url}/v1/tasks", headers={"Authorization": "Bearer no"}),
         "ops, wrong token": httpx.get(f"{up.url}/ops?token=wrong-token-1234"),
         "ops, right token": httpx.get(f"{up.url}/ops?token={API_TOKEN}"),
@@ -124,7 +127,8 @@ def test_no_secret_reaches_any_log_line(run: tuple[Up, object, Path]) -> None:
     assert any(x["logger"].startswith("afterimage.poller") for x in lines)
     assert any(x.get("event") == "archive_failed" for x in lines)
 
-    used = [SECRET, API_TOKEN, KIE_HMAC, *KEYS.values(),
+    used = [SECRET, API_TOKEN, KIE_HMAC, NOTIFY_SECRET, *KEYS.values(),
+            kie_signature("k1", "1", BAD_KIE_SIGNATURE_KEY),
             *(callback_token(SECRET, p) for p in ADAPTERS)]
     for provider, task_id in [*tasks, ("evolink", broken)]:
         for url in sim.task(provider, task_id)["image_urls"]:

@@ -243,7 +243,8 @@ def test_a_body_over_the_limit_is_cut_off_while_streaming(
 ) -> None:
     server.routes["/endless"] = Reply(PNG, length=None)
     sink = io.BytesIO()
-    with pytest.raises(ImageRejectedError, match="body is over the limit of 100000 bytes"):
+    limit = r"body is over the limit of 100000 bytes \(AFTERIMAGE_MAX_IMAGE_BYTES\)"
+    with pytest.raises(ImageRejectedError, match=limit):
         fetch(server.url("/endless"), client, sink=sink, max_bytes=100_000)
     assert sink.tell() <= 100_000
 
