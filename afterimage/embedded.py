@@ -12,7 +12,9 @@ from pathlib import Path
 
 import redis
 
+from afterimage import redis_client
 from afterimage.errors import ConfigError
+from afterimage.settings import Settings
 from afterimage.supervisor import die_with_parent
 
 INSTALL_HINT = "install it with: sudo apt-get install -y redis-server"
@@ -55,7 +57,7 @@ def start_redis(data_dir: Path) -> subprocess.Popen[bytes]:
          "--logfile", str(home / "redis.log"), "--pidfile", str(home / "redis.pid")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent(),
     )
-    client = redis.Redis(unix_socket_path=str(sock))
+    client = redis_client.connect(Settings(redis_url=redis_url(data_dir)))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -10,6 +10,7 @@
     ├── TaskNotFoundError        no such task
     ├── NotReplayableError       the task cannot be replayed (its generation failed)
     ├── LedgerUnavailableError   Redis cannot be reached
+    │   └── ReplicasBehindError  too few replicas confirmed a write (MIN_REPLICAS)
     ├── ProviderApiError         a provider API call failed
     │   ├── TransientProviderError   429, 5xx, maintenance: retry with backoff
     │   ├── PermanentProviderError   auth, credits, validation: report, do not retry
@@ -78,6 +79,12 @@ class NotReplayableError(AfterimageError):
 class LedgerUnavailableError(AfterimageError):
     code = "redis_unavailable"
     transient = True  # an archive job that meets it is retried, not failed
+
+
+class ReplicasBehindError(LedgerUnavailableError):
+    """Fewer replicas than AFTERIMAGE_REDIS_MIN_REPLICAS confirmed a write in time."""
+
+    code = "redis_replicas_behind"
 
 
 class ProviderApiError(AfterimageError):

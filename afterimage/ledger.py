@@ -20,13 +20,14 @@ import redis.asyncio as aredis
 from redis.exceptions import NoScriptError
 
 from afterimage import keys
-from afterimage.errors import LedgerUnavailableError
+from afterimage.errors import LedgerUnavailableError, ReplicasBehindError
 from afterimage.models import Outcome, ProviderResult, Task, TaskState, from_epoch
 
 TRANSITION = resources.files("afterimage").joinpath("lua/transition.lua").read_text()
 TRANSITIONS = ("local function transition(ARGV)\n" + TRANSITION + "\nend\n"
                + resources.files("afterimage").joinpath("lua/transitions.lua").read_text())
 BATCH_MAX = 128  # transitions per call: each holds Redis for some 50 us
+REPLICA_WAIT_MS = 1000  # how long an acknowledgement waits for AFTERIMAGE_REDIS_MIN_REPLICAS
 OPEN = "none,pending"  # states a fresh result may move a task out of
 # Hash fields: st state · c created · u updated · ca completed · ea expires · n attempts ·
 # g generation · md metadata · urls · img images · err error · mdl model · dup duplicates ·
@@ -152,10 +153,6 @@ class Ledger:
         self.redis = client
         self._transition = client.register_script(TRANSITION)
 
-    @classmethod
-    def from_url(cls, url: str) -> Ledger:
-        return cls(redis.Redis.from_url(url, health_check_interval=30))
-
     def move(self, args: list[str]) -> Move:
         try:
             return _move(self._transition(args=args))
@@ -182,10 +179,15 @@ class AsyncLedger:
     script call serve many requests (and, with appendfsync always, one fsync), where a round
     trip each cost more CPU than the rest of a callback; when idle, a lone transition goes at
     once. Each caller still gets its own reply, once Redis has given it.
+
+    With `min_replicas`, each call ends with `WAIT min_replicas REPLICA_WAIT_MS` on the same
+    connection: a caller gets its reply only once that many replicas hold the write, else
+    ReplicasBehindError (a 503: nothing is acknowledged, the provider sends it again).
     """
 
-    def __init__(self, client: aredis.Redis) -> None:
+    def __init__(self, client: aredis.Redis, min_replicas: int = 0) -> None:
         self.redis = client
+        self.min_replicas = min_replicas
         self._sha = hashlib.sha1(TRANSITIONS.encode(), usedforsecurity=False).hexdigest()
         self._waiting: list[tuple[list[str], asyncio.Future[Any]]] = []
         self._sender: asyncio.Task[None] | None = None
@@ -251,6 +253,9 @@ class AsyncLedger:
         dozen arguments cost more than its round trip) and read `count` replies."""
         pool = self.redis.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        wait = self.min_replicas
+        if wait:
+            payload += _resp(("WAIT", str(wait), str(REPLICA_WAIT_MS)))
         try:
             await conn.send_packed_command(payload, check_health=False)
             replies: list[Any] = []
@@ -259,6 +264,10 @@ class AsyncLedger:
                     replies.append(await conn.read_response())
                 except redis.ResponseError as exc:
                     replies.append(exc)
+            if wait and (held := int(await conn.read_response())) < wait:
+                raise ReplicasBehindError(
+                    f"only {held} of {wait} Redis replicas confirmed the write "
+                    f"within {REPLICA_WAIT_MS} ms")
             return replies
         except BaseException:
             await conn.disconnect(nowait=True)  # replies may be left unread

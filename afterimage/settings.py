@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from afterimage.errors import ConfigError
 from afterimage.providers import ADAPTERS, NAMES
+from afterimage.redis_client import check_url
 from afterimage.tokens import callback_token
 from afterimage.webhooks import secret_key
 
@@ -28,6 +29,7 @@ class Secret(str):
 @dataclass(frozen=True)
 class Settings:
     redis_url: str | None = None
+    redis_min_replicas: int = 0
     data_dir: Path = Path("afterimage-data")
     storage_url: str = ""
     s3_endpoint_url: str | None = None
@@ -71,7 +73,8 @@ class Settings:
         bases = {p: (get(f"{p.upper()}_BASE_URL") or a.default_base_url).rstrip("/")
                  for p, a in ADAPTERS.items()}
         return cls(
-            redis_url=get("REDIS_URL"),
+            redis_url=_redis_url(get("REDIS_URL")),
+            redis_min_replicas=_count(get, "REDIS_MIN_REPLICAS"),
             data_dir=data_dir,
             storage_url=storage,
             s3_endpoint_url=get("S3_ENDPOINT_URL"),
@@ -158,6 +161,19 @@ def _number(get: object, name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ConfigError(f"AFTERIMAGE_{name} must be a number, not {raw!r}") from None
+
+
+def _redis_url(url: str | None) -> str | None:
+    if url is not None:
+        check_url(url)
+    return url
+
+
+def _count(get: object, name: str) -> int:
+    value = _number(get, name, 0)
+    if value < 0 or value != int(value):
+        raise ConfigError(f"AFTERIMAGE_{name} must be a whole number, 0 or more")
+    return int(value)
 
 
 def _notify_url(url: str | None, secret: str | None) -> str | None:

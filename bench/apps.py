@@ -33,17 +33,16 @@ def bare_app() -> Starlette:
 def enqueue_in_request_app() -> Starlette:
     """The receiver's work plus the RQ job made inside the request (the design the inbox and
     dispatcher replaced): the request-path claim of docs/design.md, measured."""
-    import redis
     from rq import Queue
 
+    from afterimage import redis_client
     from afterimage.manifest import archive_job_id
     from afterimage.settings import Settings
     from receiver import app as receiver_app
     from receiver.callbacks import Callbacks
 
     settings = Settings.from_env()
-    assert settings.redis_url
-    queue = Queue("afterimage", connection=redis.Redis.from_url(settings.redis_url))
+    queue = Queue("afterimage", connection=redis_client.connect(settings))
 
     def enqueue(provider: str, task_id: str) -> None:
         queue.enqueue("worker.archive.archive_task", provider, task_id, 1,

@@ -7,7 +7,6 @@ import contextlib
 import gc
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aredis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -15,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from afterimage import provider_api
+from afterimage import provider_api, redis_client
 from afterimage.errors import AfterimageError
 from afterimage.ledger import AsyncLedger
 from afterimage.settings import Settings
@@ -56,14 +55,11 @@ def create_app(settings: Settings, *, check_storage: bool = True) -> Callbacks:
     settings.require_receiver_secrets()
     if settings.redis_url is None:
         raise AfterimageError("AFTERIMAGE_REDIS_URL is not set")
-    redis_url = settings.redis_url
-
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        client = aredis.Redis.from_url(
-            redis_url, socket_timeout=5, socket_connect_timeout=2, max_connections=256
-        )
-        rt = app.state.runtime = Runtime(settings, AsyncLedger(client))
+        client = redis_client.connect_async(settings, max_connections=256)
+        ledger = AsyncLedger(client, settings.redis_min_replicas)
+        rt = app.state.runtime = Runtime(settings, ledger)
         app.state.store = None
         app.state.http = provider_api.new_client()
         if check_storage:

@@ -11,6 +11,7 @@ from functools import cached_property
 import httpx
 import redis
 
+from afterimage import redis_client
 from afterimage.ledger import Ledger
 from afterimage.metrics import Tally, flush
 from afterimage.provider_api import new_client
@@ -26,8 +27,7 @@ class Context:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        assert self.settings.redis_url, "AFTERIMAGE_REDIS_URL is not set"
-        return redis.Redis.from_url(self.settings.redis_url, health_check_interval=30)
+        return redis_client.connect(self.settings)
 
     @cached_property
     def ledger(self) -> Ledger:

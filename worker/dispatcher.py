@@ -28,6 +28,7 @@ ARCHIVE_FUNC = "worker.archive.archive_task"
 RETRY_INTERVALS = [2, 5, 15, 30, 60, 120]
 JOB_TIMEOUT = 600
 CLAIM_IDLE_MS = 30_000
+BLOCK_SECONDS = 1.0  # how long one read of the inbox waits for entries
 URGENT_WITHIN = 3 * 3600.0  # links expiring sooner than this are archived ahead of others
 MALFORMED_KEPT = 1000
 Entry = tuple[bytes, dict[bytes, bytes]]
@@ -54,7 +55,7 @@ class Dispatcher:
         self._grouped = True
         self._claim_from = "0-0"
 
-    def run_once(self, block_ms: int = 1000, count: int = 200) -> int:
+    def run_once(self, block_ms: int = int(BLOCK_SECONDS * 1000), count: int = 200) -> int:
         """Dispatch what is waiting (and entries a dead dispatcher left); return how many."""
         if not self._grouped:
             self.ensure_group()

@@ -21,7 +21,7 @@ from typing import cast
 import httpx
 import redis
 
-from afterimage import components, errors, keys
+from afterimage import components, errors, keys, redis_client
 from afterimage.ledger import Ledger, move_args, result_args
 from afterimage.metrics import POLL_QUERIES, Tally, flush
 from afterimage.models import Outcome, ProviderResult, Task, TaskState
@@ -271,8 +271,7 @@ def run_poller(settings: Settings, stop: threading.Event | None = None,
                interval: float = 0.5) -> None:
     """Poll, sweep deadlines and flush metrics until `stop` is set (or forever): three loops
     that survive any error (afterimage.components)."""
-    assert settings.redis_url
-    client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+    client = redis_client.connect(settings)
     poller = Poller(settings, client)
     if not poller.providers:
         log.warning("poller: no provider API key configured (AFTERIMAGE_<PROVIDER>_API_KEY); "

@@ -14,10 +14,11 @@ import redis
 from rq import Queue
 from rq.exceptions import StopRequested
 
+from afterimage import redis_client
 from afterimage.keys import QUEUES
 from afterimage.settings import Settings
 from worker.context import Context, install
-from worker.dispatcher import Dispatcher, run_forever
+from worker.dispatcher import BLOCK_SECONDS, Dispatcher, run_forever
 from worker.recovery import MAINTENANCE_INTERVAL, WORKER_TTL, ArchiveWorker, run_recovery
 
 log = logging.getLogger("afterimage.worker")
@@ -30,8 +31,13 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     ctx = Context(settings)
     install(ctx)
     queues = [Queue(q, connection=ctx.redis) for q in QUEUES]
+    # RQ's own connection blocks in BLPOP/BLMOVE for its dequeue timeout, the dispatcher's in
+    # XREADGROUP: each gets a read timeout longer than its block.
+    rq_redis = redis_client.connect_blocking(settings, max(1, WORKER_TTL - 15))
+    rq_queues = [Queue(q, connection=rq_redis) for q in QUEUES]
     stop = threading.Event()
-    dispatcher = Dispatcher(ctx.redis, queues[1], queues[0], settings.archive_retries, name or "")
+    dispatcher = Dispatcher(redis_client.connect_blocking(settings, BLOCK_SECONDS), queues[1],
+                            queues[0], settings.archive_retries, name or "")
     threads = [
         threading.Thread(target=run_forever, args=(dispatcher, stop), daemon=True,
                          name="dispatcher"),
@@ -44,7 +50,8 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     try:
         for attempt in itertools.count():
             try:
-                worker = ArchiveWorker(queues, connection=ctx.redis, name=_rq_name(name, attempt),
+                worker = ArchiveWorker(rq_queues, connection=rq_redis,
+                                       name=_rq_name(name, attempt),
                                        maintenance_interval=MAINTENANCE_INTERVAL,
                                        worker_ttl=WORKER_TTL, stop=stop)
                 worked |= bool(worker.work(burst=burst, logging_level="WARNING"))

@@ -9,9 +9,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import click
-import redis.asyncio as aredis
 
-from afterimage import operations
+from afterimage import operations, redis_client
 from afterimage.cli.base import BadUsage, command, effective_settings, emit, need_redis
 from afterimage.errors import AfterimageError, ConfigError, InvalidRequestError
 from afterimage.ledger import AsyncLedger, Ledger, move_args
@@ -25,16 +24,19 @@ T = TypeVar("T")
 
 
 def ledger() -> Ledger:
-    return Ledger.from_url(need_redis(effective_settings()))
+    settings = effective_settings()
+    need_redis(settings)
+    return Ledger(redis_client.connect(settings))
 
 
 def on_ledger(operation: Callable[[AsyncLedger], Awaitable[T]]) -> T:
     """Run one of afterimage.operations against the configured Redis; its input errors are
     bad usage (exit status 2)."""
-    url = need_redis(effective_settings())
+    settings = effective_settings()
+    need_redis(settings)
 
     async def run() -> T:
-        client = aredis.Redis.from_url(url)
+        client = redis_client.connect_async(settings)
         try:
             return await operation(AsyncLedger(client))
         finally:
@@ -160,7 +162,8 @@ def submit(provider: str, json_file: Any) -> None:
     with provider_api.new_client() as client:
         task_id, reply = provider_api.create(settings, client, a.name, body, url)
     now = time.time()
-    led = Ledger.from_url(need_redis(settings))
+    need_redis(settings)
+    led = Ledger(redis_client.connect(settings))
     led.move(move_args(a.name, task_id, TaskState.PENDING, allowed="none", now=now,
                        due_at=now + first_poll(settings, a.name)))
     task = led.get(a.name, task_id)
