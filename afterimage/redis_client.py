@@ -7,9 +7,11 @@
 - `connect_async(settings)`: the receiver's asyncio client.
 
 Each has a connect timeout, a read (socket) timeout, a health check of a connection idle for
-HEALTH_CHECK_INTERVAL seconds, and retries a command whose connection failed (a restarted
-Redis, a stale pooled socket, a primary that became a replica after a failover). A timeout is
-never retried: the command may have run.
+HEALTH_CHECK_INTERVAL seconds, and tries again a command whose connection failed (a restarted
+Redis, a stale pooled socket, a primary that became a replica after a failover): the
+synchronous clients RETRIES times with a short backoff, the receiver's once and at once (it
+answers 503 rather than keep a provider waiting). A timeout is never retried: the command may
+have run.
 
 `AFTERIMAGE_REDIS_URL` is `redis://`, `rediss://`, `unix://` or a Sentinel URL,
 `redis+sentinel://[[user]:password@]host:port[,host:port…]/service[/db]`: then the client
@@ -28,7 +30,7 @@ import redis
 import redis.asyncio as aredis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -42,6 +44,7 @@ READ_TIMEOUT = 5.0  # seconds to wait for a reply to a command that does not blo
 BLOCK_MARGIN = 10.0  # added to a blocking command's own time (RQ asks for 10 s more)
 HEALTH_CHECK_INTERVAL = 15  # a connection idle this long is PINGed before use
 RETRIES = 3  # tries again after a connection error, 0.05 s, 0.1 s, 0.2 s apart
+ASYNC_RETRIES = 1  # the receiver's, at once
 SENTINEL_SCHEMES = ("redis+sentinel",)
 PLAIN_SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_SENTINEL_PORT = 26379
@@ -114,7 +117,8 @@ def connect_async(settings: Settings, *, max_connections: int | None = None) -> 
     options: dict[str, Any] = {
         "socket_timeout": READ_TIMEOUT, "socket_connect_timeout": CONNECT_TIMEOUT,
         "health_check_interval": HEALTH_CHECK_INTERVAL,
-        "retry": AsyncRetry(_backoff(), RETRIES, supported_errors=(redis.ConnectionError,)),
+        "retry": AsyncRetry(NoBackoff(), ASYNC_RETRIES,
+                            supported_errors=(redis.ConnectionError,)),
     }
     if max_connections is not None:
         options["max_connections"] = max_connections

@@ -14,8 +14,8 @@ from typing import Any
 
 import boto3
 import httpx
-import redis
 
+from afterimage import redis_client
 from afterimage.settings import Settings
 from afterimage.simulator import run_simulator
 from afterimage.simulator.server import RunningSimulator
@@ -35,7 +35,7 @@ class Stack:
         self.env = env
         self.settings = Settings.from_env(env)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.db = redis.Redis.from_url(redis_url)
+        self.db = redis_client.connect(self.settings)
         self.s3 = boto3.client("s3", endpoint_url=s3_url)
         self.api = httpx.Client(base_url=self.settings.public_url,
                                 headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
