@@ -72,3 +72,26 @@ def test_compose_services_use_roles_the_entrypoint_knows() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "USER afterimage" in dockerfile
     assert 'ENTRYPOINT ["tini", "--", "afterimage-entrypoint"]' in dockerfile
+
+
+def test_the_sentinel_override_points_afterimage_at_its_sentinels() -> None:
+    """compose.sentinel.yaml: every afterimage service gets a Sentinel URL that names the
+    override's sentinels and the service its sentinel.conf monitors."""
+    from afterimage.redis_client import parse_sentinel
+
+    base = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    extra = yaml.safe_load((ROOT / "deploy" / "compose.sentinel.yaml").read_text())
+    conf = (ROOT / "deploy" / "sentinel" / "sentinel.conf").read_text().splitlines()
+    monitored = next(line.split()[2] for line in conf if line.startswith("sentinel monitor"))
+    sentinels = {name for name, svc in extra["services"].items()
+                 if "redis-sentinel" in " ".join(svc.get("command", []))}
+    assert len(sentinels) == 3
+    roles = {name for name, svc in base["services"].items()
+             if svc.get("image") == "afterimage:latest"}
+    assert roles and roles <= set(extra["services"])
+    for name in roles:
+        env = extra["services"][name]["environment"]
+        url = parse_sentinel(env["AFTERIMAGE_REDIS_URL"])
+        assert {host for host, _ in url.hosts} == sentinels
+        assert url.service == monitored
+        assert int(env["AFTERIMAGE_REDIS_MIN_REPLICAS"]) >= 1
