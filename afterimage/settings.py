@@ -124,7 +124,8 @@ class Settings:
                 "AFTERIMAGE_TLS_KEY_FILE) or put an https proxy in front and set "
                 "AFTERIMAGE_PUBLIC_URL to its https:// address"
                 for name, adapter in ADAPTERS.items()
-                if adapter.https_callbacks_only and name in self.api_keys]
+                if adapter.https_callbacks_only and name in self.api_keys
+                and not _loopback(self.base_urls.get(name, ""))]  # a local stand-in does not
 
     def require_receiver_secrets(self) -> None:
         """The plain receiver refuses to start without a secret and an API token."""
@@ -132,6 +133,14 @@ class Settings:
             raise ConfigError("AFTERIMAGE_SECRET is not set; callback URLs cannot be made")
         if self.api_token is None:
             raise ConfigError("AFTERIMAGE_API_TOKEN is not set; the /v1 API would be open")
+
+
+def _loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _tls(cert: str | None, key: str | None) -> dict[str, Path | None]:

@@ -189,3 +189,6 @@ def test_no_warning_with_an_https_public_url_or_without_the_provider() -> None:
     assert Settings.from_env({"AFTERIMAGE_PUBLIC_URL": "http://a.example"}).https_warnings() == []
     assert len(Settings.from_env({**key, "AFTERIMAGE_PUBLIC_URL": "http://a.example"}
                                  ).https_warnings()) == 1
+    simulator = {"AFTERIMAGE_EVOLINK_BASE_URL": "http://127.0.0.1:9090/evolink"}
+    assert Settings.from_env({**key, **simulator, "AFTERIMAGE_PUBLIC_URL": "http://a.example"}
+                             ).https_warnings() == []
