@@ -1,5 +1,5 @@
-"""Task operations for clients and operators — replay one, replay many — in one place, for the
-/v1 API, the /ops page and the CLI alike.
+"""Task operations for clients and operators — track, submit, replay one, replay many — in one
+place, for the /v1 API, the /ops page and the CLI alike.
 
 Every operation checks its input here (provider, task id, state, limit, time) and raises
 `InvalidRequestError`, `TaskNotFoundError`, `NotReplayableError` or `UnknownProviderError`;
@@ -9,24 +9,33 @@ stderr. They work on the ledger directly, so the CLI needs Redis, not a running 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import redis
 
-from afterimage import keys
+from afterimage import keys, provider_api
 from afterimage.errors import (
+    AdapterError,
+    ConfigError,
     InvalidRequestError,
     LedgerUnavailableError,
     NotReplayableError,
+    PermanentProviderError,
     TaskNotFoundError,
 )
-from afterimage.ledger import AsyncLedger, index_key, replay_args
+from afterimage.ledger import AsyncLedger, index_key, move_args, replay_args
 from afterimage.models import Task, TaskState, parse_moment, task_id_problem
 from afterimage.providers import NAMES, adapter
+from afterimage.schedule import first_poll
+from afterimage.settings import Settings
+from afterimage.tokens import callback_url
 
 REPLAYABLE_STATES = (TaskState.ARCHIVE_FAILED.value, TaskState.EXPIRED.value)
 REPLAY_LIMIT = 1000  # tasks one bulk replay queues unless told otherwise
@@ -39,6 +48,18 @@ REPLAY_MESSAGES = {
     "archived": "already archived; nothing to replay",
     "already_queued": "already queued; its archive job is waiting or running",
 }
+
+
+@dataclass(frozen=True)
+class Tracked:
+    task: Task
+    created: bool  # False: the task was known already, and is left as it was
+
+
+@dataclass(frozen=True)
+class Submitted:
+    task: Task
+    provider_response: Any  # the provider's create reply, as it sent it
 
 
 @dataclass(frozen=True)
@@ -86,6 +107,60 @@ def moment(since: float | str | None) -> float | None:
         return parse_moment(str(since))
     except ValueError as exc:
         raise InvalidRequestError(f"since: {exc}") from None
+
+
+async def track(
+    ledger: AsyncLedger, settings: Settings, provider: str, task_id: str,
+    metadata: Mapping[str, Any] | None = None,
+) -> Tracked:
+    """Start tracking a task submitted elsewhere: pending, its first poll due. A known task is
+    left as it is."""
+    provider, task_id = task_ref(provider, task_id)
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise InvalidRequestError("metadata must be a JSON object")
+    created = await _start(ledger, settings, provider, task_id, metadata)
+    return Tracked(await _get(ledger, provider, task_id), created)
+
+
+async def submit(
+    ledger: AsyncLedger, settings: Settings, client: httpx.Client, provider: str, body: Any,
+) -> Submitted:
+    """Send the provider's own create request `body` with our callback URL (where it calls
+    back) and the configured API key, then track the task it made. A provider that refuses
+    or cannot be read raises a ProviderApiError (502; its 400/422 refuse the caller's body)."""
+    name = adapter(provider).name
+    if not isinstance(body, Mapping):
+        raise InvalidRequestError("the body must be the provider's create request, a JSON object")
+    if not settings.secrets:
+        raise ConfigError("AFTERIMAGE_SECRET is not set (and no `afterimage up` data dir has one)")
+    url = callback_url(settings.public_url, settings.secrets[0], name)
+    try:
+        task_id, reply = await asyncio.to_thread(
+            provider_api.create, settings, client, name, body, url)
+    except AdapterError as exc:  # the provider's reply, not the caller's request
+        raise PermanentProviderError(name, f"its create reply cannot be read: {exc}") from exc
+    if (problem := task_id_problem(task_id)) is not None:
+        raise PermanentProviderError(name, f"it named a task id that cannot be kept: {problem}")
+    await _start(ledger, settings, name, task_id, None)
+    return Submitted(await _get(ledger, name, task_id), reply)
+
+
+async def _start(ledger: AsyncLedger, settings: Settings, provider: str, task_id: str,
+                 metadata: Mapping[str, Any] | None) -> bool:
+    """The one transition that starts tracking a task; False when it was known."""
+    now = time.time()
+    fields = {"md": json.dumps(dict(metadata))} if metadata else None
+    move = await ledger.move(move_args(provider, task_id, TaskState.PENDING, allowed="none",
+                                       now=now, due_at=now + first_poll(settings, provider),
+                                       fields=fields))
+    return move.ok
+
+
+async def _get(ledger: AsyncLedger, provider: str, task_id: str) -> Task:
+    task = await ledger.get(provider, task_id)
+    if task is None:  # only if it left Redis between the two calls
+        raise TaskNotFoundError(f"no task {provider} {task_id}")
+    return task
 
 
 async def replay_one(ledger: AsyncLedger, provider: str, task_id: str) -> ReplayedOne:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from afterimage.ledger import list_tasks, move_args
-from afterimage.models import TaskState, task_id_problem
+from afterimage import operations
+from afterimage.ledger import list_tasks
+from afterimage.models import TaskState
 from afterimage.providers import NAMES, adapter
-from afterimage.schedule import first_poll
 from afterimage.tokens import callback_url
 from receiver.body import load_json, read_request_body, require_json_type
 from receiver.errors import ApiError
@@ -24,9 +22,11 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class TrackRequest(BaseModel):
+    """The body of POST /v1/tasks; its values are checked by afterimage.operations.track."""
+
     provider: str
-    task_id: str = Field(min_length=1, max_length=256, pattern=r"^[^\s/]+$")
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    task_id: str
+    metadata: Any = None
 
 
 async def json_body(request: Request) -> Any:
@@ -57,17 +57,9 @@ async def track_task(request: Request) -> JSONResponse:
     rt = runtime(request)
     rt.require_api_token(request)
     req = parse_model(TrackRequest, await json_body(request))
-    if (problem := task_id_problem(req.task_id)) is not None:
-        raise ApiError(422, "invalid_request", f"task_id: {problem}")
-    first = first_poll(rt.settings, adapter(req.provider).name)
-    now = time.time()
-    move = await rt.ledger.move(move_args(
-        req.provider, req.task_id, TaskState.PENDING, allowed="none", now=now,
-        due_at=now + first, fields={"md": json.dumps(req.metadata)} if req.metadata else None,
-    ))
-    task = await rt.ledger.get(req.provider, req.task_id)
-    assert task is not None
-    return JSONResponse(task.to_json(), status_code=201 if move.ok else 200)
+    done = await operations.track(rt.ledger, rt.settings, req.provider, req.task_id,
+                                  req.metadata)
+    return JSONResponse(done.task.to_json(), status_code=201 if done.created else 200)
 
 
 async def get_task(request: Request) -> JSONResponse:

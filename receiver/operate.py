@@ -1,23 +1,16 @@
-"""Operator and client actions that reach beyond Redis: replay and submitting through us."""
+"""The /v1 routes that replay tasks and submit through us; the operations themselves are in
+afterimage/operations.py, shared with /ops and the CLI."""
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from afterimage import operations, provider_api
-from afterimage.ledger import move_args
+from afterimage import operations
 from afterimage.models import TaskState
 from afterimage.providers import adapter
-from afterimage.schedule import first_poll
-from afterimage.tokens import callback_url
 from receiver.api import json_body, parse_model
-from receiver.errors import ApiError
 from receiver.runtime import runtime
 
 
@@ -57,16 +50,8 @@ async def replay_many(request: Request) -> JSONResponse:
 async def submit(request: Request) -> JSONResponse:
     rt = runtime(request)
     rt.require_api_token(request)
-    a = adapter(request.path_params["provider"])
-    body: Any = await json_body(request)
-    if not isinstance(body, dict):
-        raise ApiError(422, "invalid_request", "the body must be the provider's JSON object")
-    url = callback_url(rt.settings.public_url, rt.settings.secrets[0], a.name)
-    task_id, reply = await run_in_threadpool(
-        provider_api.create, rt.settings, request.app.state.http, a.name, body, url)
-    now = time.time()
-    await rt.ledger.move(move_args(a.name, task_id, TaskState.PENDING, allowed="none", now=now,
-                                   due_at=now + first_poll(rt.settings, a.name)))
-    task = await rt.ledger.get(a.name, task_id)
-    assert task is not None
-    return JSONResponse({"task": task.to_json(), "provider_response": reply}, status_code=201)
+    provider = adapter(request.path_params["provider"]).name
+    done = await operations.submit(rt.ledger, rt.settings, request.app.state.http, provider,
+                                   await json_body(request))
+    return JSONResponse({"task": done.task.to_json(), "provider_response": done.provider_response},
+                        status_code=201)

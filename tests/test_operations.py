@@ -12,12 +12,13 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
+from afterimage import keys
 from afterimage.cli import main
 from afterimage.ledger import Ledger, move_args
 from afterimage.models import TaskState
 from afterimage.operations import MAX_REPLAY_LIMIT
 from receiver import create_app
-from tests.receiver.test_callbacks import settings_for
+from tests.receiver.test_callbacks import SECRET, settings_for
 from tests.support import ServerThread
 
 AUTH = {"Authorization": "Bearer api-token"}
@@ -44,7 +45,7 @@ def task_in(redis_url: str, provider: str, task_id: str, state: TaskState) -> No
 
 
 def state_of(redis_url: str, provider: str, task_id: str) -> str:
-    raw = redis.Redis.from_url(redis_url).hget(f"ai:t:{provider}:{task_id}", "st")
+    raw = redis.Redis.from_url(redis_url).hget(keys.task(provider, task_id), "st")
     return raw.decode() if raw else ""
 
 
@@ -128,3 +129,65 @@ def test_a_bulk_replay_refuses_what_it_cannot_do(
     if "since" in body:
         args += ["--since", str(body["since"])]
     assert cli(redis_url, tmp_path, *args).exit_code == 2
+
+
+def test_tracking_is_the_same_through_the_api_and_the_cli(
+    api: httpx.Client, redis_url: str, tmp_path: Path
+) -> None:
+    r = api.post("/v1/tasks", json={"provider": "evolink", "task_id": "by-api",
+                                    "metadata": {"user": "u1"}})
+    assert r.status_code == 201
+    done = cli(redis_url, tmp_path, "track", "evolink", "by-cli", "--metadata", '{"user": "u1"}')
+    assert (done.exit_code, done.output) == (0, "tracking: evolink by-cli (pending)\n")
+    again = cli(redis_url, tmp_path, "track", "evolink", "by-api")
+    assert again.output == "already known: evolink by-api (pending)\n"
+    assert api.post("/v1/tasks", json={"provider": "evolink", "task_id": "by-cli"}).status_code \
+        == 200
+    db = redis.Redis.from_url(redis_url)
+    for task_id in ("by-api", "by-cli"):
+        assert db.zscore(keys.due("evolink"), task_id) is not None  # the poller will ask
+        assert json.loads(db.hget(keys.task("evolink", task_id), "md") or b"{}") == {"user": "u1"}
+
+    for task_id in BAD_IDS:
+        assert cli(redis_url, tmp_path, "track", "evolink", task_id).exit_code == 2
+    not_an_object = api.post("/v1/tasks", json={"provider": "evolink", "task_id": "m",
+                                                "metadata": [1]})
+    assert (not_an_object.status_code, not_an_object.json()["error"]["code"]) == (
+        422, "invalid_request")
+    assert cli(redis_url, tmp_path, "track", "evolink", "m", "--metadata", "[1]").exit_code == 2
+    assert not db.exists(keys.task("evolink", "m"))
+
+
+def test_submitting_is_the_same_through_the_api_and_the_cli(
+    redis_url: str, tmp_path: Path
+) -> None:
+    from afterimage.providers import ADAPTERS
+    from afterimage.settings import Secret
+    from afterimage.simulator import run_simulator
+
+    body = {"model": "gpt-image-2", "prompt": "a red kite", "size": "1024x1024", "n": 1}
+    (tmp_path / "req.json").write_text(json.dumps(body))
+    with run_simulator(delay=60.0) as sim:
+        base = sim.env()["AFTERIMAGE_EVOLINK_BASE_URL"]
+        settings = settings_for(
+            redis_url, api_keys={"evolink": Secret("sim-key")},
+            base_urls={**{n: a.default_base_url for n, a in ADAPTERS.items()}, "evolink": base})
+        with ServerThread(create_app(settings, check_storage=False)) as server:
+            by_api = httpx.post(f"{server.url}/v1/providers/evolink/generations", json=body,
+                                headers=AUTH)
+        env = {"AFTERIMAGE_REDIS_URL": redis_url, "AFTERIMAGE_DATA_DIR": str(tmp_path),
+               "AFTERIMAGE_SECRET": SECRET, "AFTERIMAGE_EVOLINK_API_KEY": "sim-key",
+               "AFTERIMAGE_EVOLINK_BASE_URL": base}
+        by_cli = CliRunner().invoke(main, ["submit", "evolink", "--json",
+                                           str(tmp_path / "req.json")], env=env)
+        assert by_cli.exit_code == 0, by_cli.output
+        made = [by_api.json(), json.loads(by_cli.output)]
+        for reply in made:
+            task_id = reply["task"]["task_id"]
+            assert reply["task"]["state"] == "pending"
+            assert reply["provider_response"]
+            # the provider was given our callback URL, and the poller will ask if it never comes
+            assert sim.task("evolink", task_id)["callback_url"].startswith(
+                "http://127.0.0.1:8080/callbacks/evolink/")
+            assert redis.Redis.from_url(redis_url).zscore(keys.due("evolink"), task_id)
+        assert by_api.status_code == 201

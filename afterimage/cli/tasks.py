@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -13,11 +12,10 @@ import click
 from afterimage import operations, redis_client
 from afterimage.cli.base import BadUsage, command, effective_settings, emit, need_redis
 from afterimage.errors import AfterimageError, ConfigError, InvalidRequestError
-from afterimage.ledger import AsyncLedger, Ledger, move_args
+from afterimage.ledger import AsyncLedger, Ledger
 from afterimage.models import Task, TaskState
 from afterimage.operations import MAX_REPLAY_LIMIT, REPLAY_LIMIT, REPLAYABLE_STATES
 from afterimage.providers import adapter
-from afterimage.schedule import first_poll
 from afterimage.tokens import callback_url as make_callback_url
 
 T = TypeVar("T")
@@ -69,21 +67,16 @@ def callback_url(provider: str) -> None:
 @click.option("--metadata", default="{}", help="JSON object kept with the task.")
 def track(provider: str, task_id: str, metadata: str) -> None:
     """Start tracking a task submitted elsewhere: the poller fetches its result."""
+    provider = adapter(provider).name  # an unknown provider is bad usage before Redis is needed
     try:
         meta = json.loads(metadata)
     except ValueError:
         raise click.BadParameter("not JSON", param_hint="--metadata") from None
-    if not isinstance(meta, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="--metadata")
-    first = first_poll(effective_settings(), adapter(provider).name)
-    now = time.time()
-    led = ledger()
-    fields = {"md": json.dumps(meta)} if meta else None
-    move = led.move(move_args(provider, task_id, TaskState.PENDING, allowed="none", now=now,
-                              due_at=now + first, fields=fields))
-    task = led.get(provider, task_id)
-    assert task is not None
-    click.echo(f"{'tracking' if move.ok else 'already known'}: {provider} {task_id} ({task.state})")
+    settings = effective_settings()
+    done = on_ledger(lambda led: operations.track(led, settings, provider, task_id, meta))
+    t = done.task
+    click.echo(f"{'tracking' if done.created else 'already known'}: {t.provider} {t.task_id} "
+               f"({t.state})")
 
 
 def _row(task: Task) -> list[str]:
@@ -146,29 +139,17 @@ def tasks(state: str | None, provider: str | None, limit: int, as_json: bool) ->
               help="The provider's own create request ('-' for stdin).")
 def submit(provider: str, json_file: Any) -> None:
     """Send a create request to PROVIDER with our callback URL, and track the task."""
-    from afterimage import provider_api
+    from afterimage.provider_api import new_client
 
+    provider = adapter(provider).name
     try:
         body = json.loads(json_file.read())
     except ValueError:
         raise click.BadParameter("not JSON", param_hint="--json") from None
-    if not isinstance(body, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="--json")
     settings = effective_settings()
-    a = adapter(provider)
-    if not settings.secrets:
-        raise ConfigError("AFTERIMAGE_SECRET is not set (and no `afterimage up` data dir has one)")
-    url = make_callback_url(settings.public_url, settings.secrets[0], a.name)
-    with provider_api.new_client() as client:
-        task_id, reply = provider_api.create(settings, client, a.name, body, url)
-    now = time.time()
-    need_redis(settings)
-    led = Ledger(redis_client.connect(settings))
-    led.move(move_args(a.name, task_id, TaskState.PENDING, allowed="none", now=now,
-                       due_at=now + first_poll(settings, a.name)))
-    task = led.get(a.name, task_id)
-    assert task is not None
-    emit({"task": task.to_json(), "provider_response": reply})
+    with new_client() as client:
+        done = on_ledger(lambda led: operations.submit(led, settings, client, provider, body))
+    emit({"task": done.task.to_json(), "provider_response": done.provider_response})
 
 
 @command("replay")
@@ -192,14 +173,14 @@ def replay(provider: str | None, task_id: str | None, state: str | None, only: s
         raise click.UsageError("--state replays many tasks; give no PROVIDER TASK_ID with it")
     if state is None:
         assert provider and task_id
-        one, tid = provider, task_id
+        one, tid = adapter(provider).name, task_id
         done = on_ledger(lambda led: operations.replay_one(led, one, tid))
         if done.outcome == "queued":
             click.echo(f"queued: {done.task.provider} {tid}")
         else:
             click.echo(f"{done.task.provider} {tid}: {done.message}")
         return
-    many = state
+    many, only = state, adapter(only).name if only else None
     queued = on_ledger(lambda led: operations.replay_many(led, many, only, since, limit))
     for p, t in queued:
         click.echo(f"queued: {p} {t}")
