@@ -161,7 +161,9 @@ def test_up_shows_a_token_it_made_only_on_a_terminal(tmp_path: Path) -> None:
             assert proc.stdout is not None
             out = b""
             while b"receiver on" not in out:
-                out += proc.stdout.readline()
+                line = proc.stdout.readline()
+                assert line, f"up ended early: {out!r}"
+                out += line
         proc.terminate()
         proc.wait(30)
         return out.decode()
