@@ -82,6 +82,7 @@ def main() -> None:
         args.app, factory=True, host="127.0.0.1", port=args.port, workers=args.workers,
         loop="uvloop", http="httptools", log_level="warning", access_log=False,
         timeout_keep_alive=10, limit_concurrency=4096, h11_max_incomplete_event_size=64 * 1024,
+        ws="none",
     )
 
 

@@ -135,7 +135,7 @@ class ServerThread:
 
         self.port = port or free_port()
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="on")  # type: ignore[arg-type]
+                                lifespan="on", ws="none")  # type: ignore[arg-type]
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

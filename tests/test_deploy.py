@@ -70,7 +70,7 @@ def test_compose_services_use_roles_the_entrypoint_knows() -> None:
     for role in set(roles.values()):
         assert run(role, "--help").returncode == 0
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "USER afterimage" in dockerfile
+    assert "USER 10001:10001" in dockerfile  # numeric: runAsNonRoot can check it
     assert 'ENTRYPOINT ["tini", "--", "afterimage-entrypoint"]' in dockerfile
 
 
@@ -95,3 +95,10 @@ def test_the_sentinel_override_points_afterimage_at_its_sentinels() -> None:
         assert {host for host, _ in url.hosts} == sentinels
         assert url.service == monitored
         assert int(env["AFTERIMAGE_REDIS_MIN_REPLICAS"]) >= 1
+
+
+def test_the_dockerfile_is_clean_under_hadolint() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    done = subprocess.run([str(hadolint), "--no-color", str(ROOT / "Dockerfile")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (0, "")

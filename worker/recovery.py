@@ -5,7 +5,10 @@ lapses, and SimpleWorker sets that to the job timeout + 60 s and never refreshes
 job runs. ArchiveWorker keeps it at HEARTBEAT_TTL and refreshes it from a thread while the job
 runs, so the next maintenance pass of any worker finds a dead worker's job within about
 HEARTBEAT_TTL + MAINTENANCE_INTERVAL seconds; RQ then retries it (it has retries left) or
-fails it.
+fails it. RQ has no public hook for this: ArchiveWorker wraps `perform_job` and calls
+`maintain_heartbeats`, RQ internals whose signatures changed in 3.0 (each gained the job's
+`Execution`), and replaces `subscribe` (below); so pyproject.toml allows rq 3.x only, and
+tests/worker/test_recovery.py checks the heartbeat on the RQ installed.
 
 Due retries are moved to their queue by `promote_due`, from a thread of every worker, in
 place of RQ's scheduler: that one is a forked process that outlives a worker killed with
@@ -31,7 +34,6 @@ from rq import Queue, SimpleWorker
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
-from rq.worker import WorkerStatus
 
 from afterimage import keys
 from afterimage.components import run_loop
@@ -78,18 +80,16 @@ class ArchiveWorker(SimpleWorker):
             exception_handler=self._pubsub_exception_handler)
         self.pubsub_thread = thread
 
-    def execute_job(self, job: Job, queue: Queue) -> None:
-        execution = self.prepare_execution(job)
+    def perform_job(self, job: Job, queue: Queue, execution: Any) -> bool:
         stop = threading.Event()
         beat = threading.Thread(target=self._beat, args=(job, execution, stop), daemon=True,
                                 name="job-heartbeat")
         beat.start()
         try:
-            self.perform_job(job, queue, execution)
+            return bool(super().perform_job(job, queue, execution))
         finally:
             stop.set()
             beat.join()
-        self.set_state(WorkerStatus.IDLE)
 
     def _beat(self, job: Job, execution: Any, stop: threading.Event) -> None:
         while not stop.wait(HEARTBEAT_EVERY):

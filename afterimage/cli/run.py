@@ -104,6 +104,7 @@ def receiver(workers: int) -> None:
         forwarded_allow_ips=settings.forwarded_allow_ips or "",
         timeout_keep_alive=10,
         limit_concurrency=4096, h11_max_incomplete_event_size=64 * 1024,
+        ws="none",  # no WebSocket routes: never load a WebSocket implementation
     )
 
 

@@ -91,7 +91,7 @@ FRACTION = click.FloatRange(0.0, 1.0)
 )
 @click.option(
     "--expired-status",
-    default=410,
+    default="410",
     show_default=True,
     type=click.Choice(["403", "410"]),
     help="What an expired link answers.",

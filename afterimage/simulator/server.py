@@ -93,6 +93,7 @@ def _server(config: SimConfig, access_log: bool) -> tuple[uvicorn.Server, SimCon
         access_log=access_log,
         timeout_graceful_shutdown=5,
         timeout_keep_alive=30,
+        ws="none",
     )
     ctx: SimContext = app.state.sim
     return uvicorn.Server(uv_config), ctx

@@ -49,7 +49,8 @@ class Recorder:
         self.plans: dict[str, list[int]] = {}
         self.stall: dict[str, float] = {}  # seconds to wait before answering, once per name
         app = Starlette(routes=[Route("/hooks/{name}", self.hook, methods=["POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                ws="none")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

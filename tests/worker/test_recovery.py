@@ -12,13 +12,20 @@ import pytest
 import redis
 from rq import Queue
 from rq.job import JobStatus
-from rq.registry import ScheduledJobRegistry
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
 from afterimage import keys
 from afterimage.ledger import Ledger, move_args
 from afterimage.manifest import archive_job_id
 from afterimage.models import TaskState
-from worker.recovery import RESCUE_AFTER, ArchiveWorker, Rescuer, promote_due
+from worker.recovery import (
+    HEARTBEAT_EVERY,
+    HEARTBEAT_TTL,
+    RESCUE_AFTER,
+    ArchiveWorker,
+    Rescuer,
+    promote_due,
+)
 from worker.runner import QUEUES
 
 LONG_AGO = time.time() - 2 * RESCUE_AFTER
@@ -118,3 +125,30 @@ def test_due_retries_are_moved_to_their_queue(db: redis.Redis, queues: list[Queu
     assert queues[1].job_ids == [due.id]
     assert ScheduledJobRegistry(queue=queues[1]).get_job_ids() == [later.id]
     assert promote_due(queues, time.time()) == 0
+
+
+def test_a_running_job_keeps_a_short_heartbeat(db: redis.Redis, queues: list[Queue]) -> None:
+    """While a job runs, its entry in RQ's started registry lapses HEARTBEAT_TTL ahead (not
+    the job timeout + 60 s of a plain SimpleWorker) and is pushed forward every few seconds:
+    the RQ internals ArchiveWorker relies on behave as it expects on the RQ installed."""
+    job = queues[1].enqueue("time.sleep", HEARTBEAT_EVERY + 3, job_timeout=600)
+    registry = StartedJobRegistry(queue=queues[1])
+    seen: list[tuple[float, float]] = []  # (when looked, when the entry would lapse)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.2):
+            seen.extend((time.time(), score) for _, score in
+                        db.zrange(registry.key, 0, -1, withscores=True))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        ArchiveWorker(queues[1:2], connection=db, stop=threading.Event()).work(burst=True)
+    finally:
+        done.set()
+        watcher.join()
+    assert queues[1].fetch_job(job.id).get_status() == JobStatus.FINISHED
+    assert seen, "the job was never seen running"
+    assert all(lapse - at <= HEARTBEAT_TTL + 1 for at, lapse in seen)
+    assert len({lapse for _, lapse in seen}) >= 2, "the heartbeat was never renewed"
