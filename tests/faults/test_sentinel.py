@@ -86,6 +86,9 @@ def test_every_acknowledged_task_ends_archived_across_a_failover(
             t.start()
         try:
             wait_for(lambda: len(acked) >= 40, 60, "40 acknowledged before the kill")
+            # the workers and the poller are connected to the primary and at work
+            wait_for(lambda: sum(stack.task("evolink", i)["state"] == "archived"
+                                 for i in list(acked)) >= 10, 60, "10 archived before the kill")
             old = cluster.a
             cluster.a.stop(kill=True)
             wait_for(lambda: cluster.primary_port() == cluster.b.port, 60,
