@@ -56,15 +56,17 @@ def move_args(
     due_at: float | None = None,
     dispatch: bool = False,
     count_dup: bool = False,
+    event: str | None = None,
     fields: Fields | None = None,
 ) -> list[str]:
-    """The ARGV of one transition."""
+    """The ARGV of one transition. `event`: a completion event's body, recorded in ai:events
+    by the same script call when the transition happens (worker.notify delivers it)."""
     now = time.time() if now is None else now
     args = [
         keys.PREFIX, provider, task_id, repr(now), to.value, allowed,
         "" if expect_gen is None else str(expect_gen), "1" if bump_gen else "0",
         "" if due_at is None else repr(due_at), "1" if dispatch else "0",
-        "1" if count_dup else "0",
+        "1" if count_dup else "0", event or "",
     ]
     for name, value in (fields or {}).items():
         args += [name, "" if value is None else str(value)]

@@ -100,6 +100,8 @@ async def _read(rt: Runtime) -> list[Metric]:
     pipe.zrange(keys.DEADLINES, 0, 0, withscores=True)
     pipe.xlen(keys.INBOX)
     pipe.hgetall(keys.HEARTBEATS)
+    pipe.xlen(keys.EVENTS)
+    pipe.zcard(keys.EVENTS_LATER)
     for state, provider in pairs:
         pipe.zcard(index_key(state, provider))
     for queue in keys.QUEUES:
@@ -108,8 +110,8 @@ async def _read(rt: Runtime) -> list[Metric]:
         pipe.zrange(keys.due(provider), 0, 0, withscores=True)
     replies: list[Any] = await pipe.execute()
     now = time.time()
-    counters, oldest, earliest, inbox, beats = replies[:5]
-    rest = replies[5:]
+    counters, oldest, earliest, inbox, beats, events, later = replies[:7]
+    rest = replies[7:]
     sizes, rest = rest[:len(pairs)], rest[len(pairs):]
     lengths, dues = rest[:len(keys.QUEUES)], rest[len(keys.QUEUES):]
 
@@ -133,6 +135,9 @@ async def _read(rt: Runtime) -> list[Metric]:
     found.append(_gauge("afterimage_inbox_entries",
                         "Recorded results whose archive job the dispatcher has not created yet.",
                         inbox))
+    found.append(_gauge("afterimage_events_undelivered",
+                        "Completion events recorded and not yet delivered (waiting, being "
+                        "sent, or waiting for their next try).", events + later))
     queued = GaugeMetricFamily("afterimage_queue_jobs", "Jobs waiting in each RQ queue.",
                                labels=("queue",))
     for queue, length in zip(keys.QUEUES, lengths, strict=True):

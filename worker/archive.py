@@ -112,15 +112,13 @@ def _archive(ctx: Context, task: Task, may_resign: bool = True) -> str:
             manifest = ctx.store.get(key)  # an earlier run's, which consumers already read
     move = ctx.ledger.move(move_args(
         task.provider, task.task_id, TaskState.ARCHIVED, allowed="queued",
-        expect_gen=task.generation, fields={
+        expect_gen=task.generation, event=notify.event_body(ctx, manifest, key), fields={
             "img": json.dumps([img.public() for img in images]), "err": None, "urls": None,
         },
     ))
     log.info("archive %s %s: archived %d image(s)%s", task.provider, task.task_id, len(images),
              "" if move.ok else f" (state had become {move.previous})",
              extra=_where(task, "archived", TaskState.ARCHIVED if move.ok else move.previous))
-    if move.ok:
-        notify.enqueue(ctx, task, manifest, key)
     return "archived"
 
 

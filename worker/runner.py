@@ -19,6 +19,7 @@ from afterimage.keys import QUEUES
 from afterimage.settings import Settings
 from worker.context import Context, install
 from worker.dispatcher import BLOCK_SECONDS, Dispatcher, run_forever
+from worker.notify import run_delivery
 from worker.recovery import MAINTENANCE_INTERVAL, WORKER_TTL, ArchiveWorker, run_recovery
 
 log = logging.getLogger("afterimage.worker")
@@ -44,6 +45,9 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
         threading.Thread(target=run_recovery, args=(ctx.redis, queues, stop), daemon=True,
                          name="recovery"),
     ]
+    if settings.notify_url:
+        threads.append(threading.Thread(target=run_delivery, args=(ctx, dispatcher.name, stop),
+                                        daemon=True, name="events"))
     for thread in threads:
         thread.start()
     worked = False

@@ -2,7 +2,9 @@
 -- KEYS: none (single-instance Redis; keys are built from the prefix, see afterimage/keys.py)
 -- ARGV: prefix, provider, task_id, now, to_state, allowed (comma list; "none" = no record yet),
 --       expect_gen ("" = any), bump_gen ("1"/"0"), due_at ("" unless to_state is pending),
---       dispatch ("1"/"0"), count_dup ("1"/"0"), then field/value pairs ("" deletes the field)
+--       dispatch ("1"/"0"), count_dup ("1"/"0"), event ("" = none: the body of a completion
+--       event, added to ai:events by this same call), then field/value pairs ("" deletes the
+--       field)
 -- Returns {"ok"|"skip", previous state or "none", generation}
 local prefix, p, id, now, to = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local tkey = prefix .. 't:' .. p .. ':' .. id
@@ -30,7 +32,7 @@ else
 end
 if gen > 0 or cur[2] then set[#set + 1], set[#set + 2] = 'g', gen end
 local ea = cur[3]
-for i = 12, #ARGV, 2 do
+for i = 13, #ARGV, 2 do
   if ARGV[i + 1] == '' then
     drop[#drop + 1] = ARGV[i]
   else
@@ -70,5 +72,8 @@ if was_open ~= is_open then
 end
 if ARGV[10] == '1' then
   redis.call('XADD', prefix .. 'inbox', '*', 'p', p, 'id', id, 'g', gen, 'ea', ea or '')
+end
+if ARGV[12] ~= '' then
+  redis.call('XADD', prefix .. 'events', '*', 'p', p, 'id', id, 'g', gen, 'e', ARGV[12])
 end
 return {'ok', st, gen}

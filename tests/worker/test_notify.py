@@ -13,14 +13,17 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 import standardwebhooks
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from afterimage import webhooks
+from afterimage import keys, webhooks
 from afterimage.errors import ConfigError
+from afterimage.ledger import Ledger, move_args
+from afterimage.models import TaskState
 from afterimage.settings import Settings
 from tests.stack import running_stack
 from tests.support import MotoServer, ServerThread, wait_for
@@ -116,3 +119,21 @@ def test_notify_settings_are_checked() -> None:
     settings = Settings.from_env({**base, "AFTERIMAGE_NOTIFY_SECRET": SECRET})
     assert settings.notify_url == base["AFTERIMAGE_NOTIFY_URL"]
     assert SECRET not in repr(settings)
+
+
+def test_the_event_is_recorded_by_the_archiving_transition_itself(redis_url: str) -> None:
+    db = redis.Redis.from_url(redis_url)
+    ledger = Ledger(db)
+    assert ledger.move(move_args("kie", "t-1", TaskState.QUEUED, allowed="none",
+                                 bump_gen=True)).ok
+    stale = move_args("kie", "t-1", TaskState.ARCHIVED, allowed="queued", expect_gen=7,
+                      event='{"stale": true}')
+    assert not ledger.move(stale).ok
+    assert db.xlen(keys.EVENTS) == 0  # a transition that does not happen records nothing
+    body = '{"type": "afterimage.task.archived"}'
+    assert ledger.move(move_args("kie", "t-1", TaskState.ARCHIVED, allowed="queued",
+                                 expect_gen=1, event=body, fields={"img": "[]"})).ok
+    ((_, fields),) = db.xrange(keys.EVENTS)
+    assert fields == {b"p": b"kie", b"id": b"t-1", b"g": b"1", b"e": body.encode()}
+    assert db.hget(keys.task("kie", "t-1"), "img") == b"[]"  # fields still follow the event
+    db.close()
