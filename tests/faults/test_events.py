@@ -116,10 +116,11 @@ def test_events_waiting_for_a_retry_survive_kill_9_of_redis(
             wait_for(lambda: all(c.attempts.count(msg(i)) >= 1 for i in ids), 30,
                      "a refused attempt of every event")
             server.stop(kill=True)
+            wait_for(lambda: logged(stack, '"events: Redis unavailable'), 30,
+                     "the events loop to meet the outage")
             c.mode = "ok"
             server.start()
             wait_for(lambda: accepted(c, ids), 60, "every event after the restart")
-            assert logged(stack, '"events: Redis unavailable')
             wait_for(lambda: stack.db.xlen(keys.EVENTS) + stack.db.zcard(keys.EVENTS_LATER)
                      == 0, 10, "nothing left to deliver")
     finally:
