@@ -3,8 +3,9 @@
 Counters are the `ai:metrics` hash every process adds to (see afterimage.metrics); this
 process writes its own pending counts first. Gauges are computed from the ledger's indexes in
 one pipelined round trip: ZCARD of every state index, the lowest slot of `ai:opened`, the
-earliest of `ai:deadline`, the inbox and queue lengths. If Redis cannot be reached the answer
-is still 200, with `afterimage_redis_up 0`, so the outage itself is what alerts.
+earliest of `ai:deadline`, the inbox and queue lengths, Redis's memory use. If Redis cannot be
+reached the answer is still 200, with `afterimage_redis_up 0`, so the outage itself is what
+alerts; `afterimage_storage_up` is the object store's answer to the check /readyz makes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import redis
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -80,9 +82,22 @@ async def metrics(request: Request) -> Response:
         found.append(_gauge("afterimage_redis_up", "1 if Redis answered this scrape.", 1))
     except REDIS_ERRORS:
         found = [_gauge("afterimage_redis_up", "1 if Redis answered this scrape.", 0)]
+    store = getattr(request.app.state, "store", None)
+    if store is not None:
+        found.append(_gauge("afterimage_storage_up",
+                            "1 if the object store answered this scrape's check (as /readyz).",
+                            await _answers(store.ping)))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Snapshot(found))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _answers(ping: Any) -> int:
+    try:
+        await run_in_threadpool(ping)
+    except Exception:
+        return 0
+    return 1
 
 
 def _oldest_age(slots: dict[bytes, bytes], now: float) -> float:
@@ -108,7 +123,9 @@ async def _read(rt: Runtime) -> list[Metric]:
         pipe.llen(f"rq:queue:{queue}")
     for provider in polled:
         pipe.zrange(keys.due(provider), 0, 0, withscores=True)
+    pipe.info("memory")
     replies: list[Any] = await pipe.execute()
+    memory = replies.pop()
     now = time.time()
     counters, oldest, earliest, inbox, beats, events, later = replies[:7]
     rest = replies[7:]
@@ -158,6 +175,12 @@ async def _read(rt: Runtime) -> list[Metric]:
     for component, (age, _) in heartbeats(beats, now).items():
         ages.add_metric([component], age)
     found.append(ages)
+    found.append(_gauge("afterimage_redis_memory_used_bytes",
+                        "Memory Redis uses (INFO memory: used_memory).",
+                        memory.get("used_memory", 0)))
+    found.append(_gauge("afterimage_redis_memory_max_bytes",
+                        "Redis's maxmemory limit; 0 if none is set.",
+                        memory.get("maxmemory", 0)))
     return found
 
 

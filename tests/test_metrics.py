@@ -43,6 +43,9 @@ def test_counters_and_gauges_follow_a_callback_and_an_archive(stack: Stack) -> N
     assert before['afterimage_archive_jobs_total{outcome="archived",provider="evolink"}'] == 0
     assert before['afterimage_tasks{provider="evolink",state="archived"}'] == 0
     assert before["afterimage_redis_up{}"] == 1
+    assert before["afterimage_storage_up{}"] == 1
+    assert before["afterimage_redis_memory_used_bytes{}"] > 0
+    assert before["afterimage_redis_memory_max_bytes{}"] >= 0
 
     made = stack.sim.create_task("evolink", callback_url=stack.callback_url("evolink"), images=2)
     task = stack.wait_state("evolink", made["id"], "archived")

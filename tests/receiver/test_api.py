@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -132,3 +133,18 @@ def test_a_provider_that_cannot_be_reached_is_a_502(redis_url: str) -> None:
     error = r.json()["error"]
     assert (error["code"], error["provider"], error["provider_status"]) == (
         "provider_unavailable", "evolink", None)
+
+
+def test_readiness_and_metrics_see_an_unreachable_object_store(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """/readyz and the afterimage_storage_up gauge make the same check of the object store."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    app = create_app(settings_for(redis_url, storage_url=f"file://{blocker}/archive"))
+    with ServerThread(app) as server:
+        assert httpx.get(server.url + "/readyz").status_code == 503
+        assert "afterimage_storage_up 0.0" in httpx.get(server.url + "/metrics").text.splitlines()
+        blocker.unlink()
+        assert httpx.get(server.url + "/readyz").status_code == 200
+        assert "afterimage_storage_up 1.0" in httpx.get(server.url + "/metrics").text.splitlines()
