@@ -6,7 +6,12 @@ from typing import Any
 
 import pytest
 
-from afterimage.errors import PermanentProviderError, TaskGoneError, TransientProviderError
+from afterimage.errors import (
+    PermanentProviderError,
+    ProviderRefusedInputError,
+    TaskGoneError,
+    TransientProviderError,
+)
 from afterimage.models import Outcome
 from afterimage.providers import adapter
 from tests.providers.helpers import (
@@ -131,7 +136,7 @@ ERRORS: list[tuple[int, Any, dict[str, str], type[Any], str | None, float | None
     (200, {"code": 404, "message": "task not found"}, {}, TaskGoneError, "404", None),
     (200, {"code": 401, "message": "bad key"}, {}, PermanentProviderError, "401", None),
     (200, {"code": 402, "message": "no credits"}, {}, PermanentProviderError, "402", None),
-    (200, {"code": 422, "message": "invalid"}, {}, PermanentProviderError, "422", None),
+    (200, {"code": 422, "message": "invalid"}, {}, ProviderRefusedInputError, "422", None),
     (200, {"code": 505, "message": "disabled"}, {}, PermanentProviderError, "505", None),
     (401, {"code": 401, "message": "bad key"}, {}, PermanentProviderError, "401", None),
     (502, b"<html>bad gateway</html>", {}, TransientProviderError, None, None),

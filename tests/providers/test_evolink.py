@@ -6,7 +6,12 @@ from typing import Any
 
 import pytest
 
-from afterimage.errors import PermanentProviderError, TaskGoneError, TransientProviderError
+from afterimage.errors import (
+    PermanentProviderError,
+    ProviderRefusedInputError,
+    TaskGoneError,
+    TransientProviderError,
+)
 from afterimage.models import Outcome
 from afterimage.providers import adapter
 from tests.providers.helpers import (
@@ -136,7 +141,11 @@ def test_parse_create(status: int) -> None:
 
 @pytest.mark.parametrize(
     ("status", "kind"),
-    [(400, PermanentProviderError), (404, PermanentProviderError), (503, TransientProviderError)],
+    [
+        (400, ProviderRefusedInputError),
+        (404, PermanentProviderError),
+        (503, TransientProviderError),
+    ],
 )
 def test_parse_create_errors(status: int, kind: Any) -> None:
     body = js({"error": {"code": "invalid_request", "message": "no"}})

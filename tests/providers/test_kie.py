@@ -14,6 +14,7 @@ import pytest
 from afterimage.errors import (
     CallbackAuthError,
     PermanentProviderError,
+    ProviderRefusedInputError,
     TaskGoneError,
     TransientProviderError,
 )
@@ -165,7 +166,7 @@ ERRORS: list[tuple[int, Any, dict[str, str], type[Any], str | None, float | None
     (200, {"code": 404, "msg": "not found"}, {}, TaskGoneError, "404", None),
     (200, {"code": 401, "msg": "unauthorized"}, {}, PermanentProviderError, "401", None),
     (200, {"code": 402, "msg": "insufficient credits"}, {}, PermanentProviderError, "402", None),
-    (200, {"code": 422, "msg": "validation"}, {}, PermanentProviderError, "422", None),
+    (200, {"code": 422, "msg": "validation"}, {}, ProviderRefusedInputError, "422", None),
     (503, b"unavailable", {}, TransientProviderError, None, None),
     (429, b"{}", {"Retry-After": "Fri, 01 May 2026 12:00:30 GMT"}, TransientProviderError,
      None, 30.0),

@@ -6,7 +6,12 @@ from typing import Any
 
 import pytest
 
-from afterimage.errors import PermanentProviderError, TaskGoneError, TransientProviderError
+from afterimage.errors import (
+    PermanentProviderError,
+    ProviderRefusedInputError,
+    TaskGoneError,
+    TransientProviderError,
+)
 from afterimage.models import Outcome
 from afterimage.providers import adapter
 from tests.providers.helpers import (
@@ -107,7 +112,7 @@ ERRORS: list[tuple[int, bytes, dict[str, str], type[Any], str | None, float | No
     (401, js({"error": {"type": "authentication_error", "message": "bad key"}}), {},
      PermanentProviderError, "authentication_error", None),
     (400, js({"error": {"type": "invalid_request_error", "message": "bad"}}), {},
-     PermanentProviderError, "invalid_request_error", None),
+     ProviderRefusedInputError, "invalid_request_error", None),
     (404, js({"error": {"message": "not found"}}), {}, TaskGoneError, None, None),
     (500, b"oops", {}, TransientProviderError, None, None),
     (502, b"", {"Retry-After": "1"}, TransientProviderError, None, 1.0),
@@ -148,7 +153,7 @@ def test_parse_create() -> None:
     ("status", "body", "kind", "code"),
     [
         (400, {"error": {"type": "invalid_reference_images", "message": "x"}},
-         PermanentProviderError, "invalid_reference_images"),
+         ProviderRefusedInputError, "invalid_reference_images"),
         (401, {"error": {"type": "authentication_error", "message": "x"}},
          PermanentProviderError, "authentication_error"),
         (404, {"error": {"message": "no such model"}}, PermanentProviderError, None),
