@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.stack import Stack, running_stack
@@ -102,3 +104,36 @@ def test_every_metric_is_documented(stack: Stack) -> None:
     names = {re.sub(r"(_bucket|_count|_sum)$", "", k.split("{")[0]) for k in scrape(stack)}
     documented = DOCS.read_text()
     assert sorted(n for n in names if f"`{n}`" not in documented) == []
+
+
+def used_by_alerts_and_dashboard() -> set[str]:
+    """Every afterimage_* series name the alert rules and the dashboard query."""
+    root = DOCS.parents[1]
+    rules = yaml.safe_load((root / "deploy" / "prometheus" / "alerts.yaml").read_text())
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    board = json.loads((root / "deploy" / "grafana" / "afterimage.json").read_text())
+    exprs += [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    return set(re.findall(r"\bafterimage_[a-z_]+\b", "\n".join(exprs)))
+
+
+def test_every_metric_the_alerts_and_the_dashboard_use_exists(stack: Stack) -> None:
+    """No alert or panel on a metric that was renamed: each name they use is a series of a
+    running stack's /metrics, once an archive, a failed archive and a poll have happened."""
+    used = used_by_alerts_and_dashboard()
+    assert len(used) >= 15
+    made = stack.sim.create_task("evolink", callback_url=stack.callback_url("evolink"))
+    stack.wait_state("evolink", made["id"], "archived")
+    stack.sim.set_faults("evolink", truncate=1.0)  # leaves a task with a link deadline
+    failed = stack.sim.create_task("evolink", callback_url=stack.callback_url("evolink"))
+    stack.wait_state("evolink", failed["id"], "archive_failed")
+    polled = stack.sim.create_task("toapis")["id"]
+    assert stack.api.post("/v1/tasks", json={"provider": "toapis", "task_id": polled}
+                          ).status_code == 201
+    stack.wait_state("toapis", polled, "archived", timeout=60)
+
+    def none_missing() -> bool:
+        missing = sorted(used - {k.split("{")[0] for k in scrape(stack)})
+        assert missing == [], f"not at /metrics: {missing}"
+        return True
+
+    wait_for(none_missing, 30, "every metric the alerts and the dashboard use")
