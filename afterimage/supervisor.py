@@ -1,5 +1,11 @@
 """`afterimage up`: runs the receiver, workers and the poller as child processes, restarting
-any that dies, and stops them all cleanly on SIGINT/SIGTERM."""
+any that dies, and stops them all cleanly on SIGINT/SIGTERM.
+
+The children die with `up` however it ends, `kill -9` included: on Linux the kernel sends
+each one SIGKILL when `up` dies (PR_SET_PDEATHSIG, `die_with_parent`); everywhere, each child
+also watches for itself (`watch_parent`: `up` passes its pid in SUPERVISOR_ENV) and stops
+once its parent is no longer `up`, within about WATCH_EVERY seconds.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +23,8 @@ from dataclasses import dataclass, field
 log = logging.getLogger("afterimage.up")
 STOP_GRACE = 30.0
 PR_SET_PDEATHSIG = 1
+SUPERVISOR_ENV = "AFTERIMAGE_SUPERVISOR_PID"  # set by `up` for its children only
+WATCH_EVERY = 1.0
 
 
 @dataclass
@@ -29,7 +38,7 @@ class Child:
 
 class Supervisor:
     def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = dict(env)
+        self.env = {**env, SUPERVISOR_ENV: str(os.getpid())}
         self.children: list[Child] = []
         self.stopping = False
 
@@ -96,3 +105,27 @@ def die_with_parent() -> Callable[[], None] | None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     return arm
+
+
+def watch_parent(env: Mapping[str, str] = os.environ) -> threading.Thread | None:
+    """In a child of `up` (SUPERVISOR_ENV set): a thread that stops this process once its
+    parent is not `up` any more — SIGTERM, as `up` itself would send, then SIGKILL after
+    STOP_GRACE. The fallback for systems without PR_SET_PDEATHSIG, and for a child whose
+    parent died before it could ask for it. None when not started by `up`."""
+    try:
+        parent = int(env.get(SUPERVISOR_ENV, ""))
+    except ValueError:
+        return None
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(WATCH_EVERY)
+        log.warning("afterimage up (pid %d) is gone; stopping", parent,
+                    extra={"event": "supervisor_gone"})
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(STOP_GRACE)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    thread = threading.Thread(target=watch, daemon=True, name="parent-watch")
+    thread.start()
+    return thread

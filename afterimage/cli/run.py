@@ -13,7 +13,7 @@ from afterimage.cli.base import command, effective_settings, need_redis
 from afterimage.logs import log_config, setup_logging
 from afterimage.providers import ADAPTERS
 from afterimage.settings import Settings
-from afterimage.supervisor import Supervisor
+from afterimage.supervisor import Supervisor, watch_parent
 from afterimage.tokens import callback_url
 
 log = logging.getLogger("afterimage.receiver")
@@ -92,6 +92,7 @@ def receiver(workers: int) -> None:
     setup_logging(level, secrets)
     for warning in settings.https_warnings():
         log.warning(warning)
+    watch_parent()
     cert, key = settings.tls_cert_file, settings.tls_key_file
     uvicorn.run(
         "receiver.app:app_from_env", factory=True, host=settings.host, port=settings.port,
@@ -118,6 +119,7 @@ def worker(burst: bool, name: str | None) -> None:
     settings = effective_settings()
     setup_logging(settings.log_level, settings.secret_values())
     need_redis(settings)
+    watch_parent()
     run_worker(settings, burst=burst, name=name)
 
 
@@ -135,4 +137,5 @@ def poller() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    watch_parent()
     run_poller(settings, stop)
