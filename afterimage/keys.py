@@ -17,6 +17,7 @@
     ai:pause:{provider}           string  set while a provider asked us to back off (429)
     ai:rescue                     string  held by the one worker looking for stranded tasks
     ai:probe:{provider}           string  after a 429: one query at a time until one succeeds
+    ai:learn:{provider}[:{model}] hash    completion ages seen, binned (afterimage.poll_plan)
 """
 
 from __future__ import annotations
@@ -69,3 +70,8 @@ def deadline_task(member: bytes) -> tuple[str, str]:
     lua/transition.lua)."""
     provider, task_id = member.decode().split("\n", 1)
     return provider, task_id
+
+
+def learned(provider: str, model: str | None = None) -> str:
+    """The histogram of completion ages of a provider, or of one of its models."""
+    return f"{PREFIX}learn:{provider}" + (f":{model}" if model else "")

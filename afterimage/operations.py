@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import redis
 
-from afterimage import keys, provider_api
+from afterimage import keys, learning, provider_api
 from afterimage.errors import (
     AdapterError,
     ConfigError,
@@ -33,7 +33,7 @@ from afterimage.errors import (
 from afterimage.ledger import AsyncLedger, index_key, move_args, replay_args
 from afterimage.models import Task, TaskState, parse_moment, task_id_problem
 from afterimage.providers import NAMES, adapter
-from afterimage.schedule import first_poll
+from afterimage.schedule import first_poll, learns
 from afterimage.settings import Settings
 from afterimage.tokens import callback_url
 
@@ -141,18 +141,24 @@ async def submit(
         raise PermanentProviderError(name, f"its create reply cannot be read: {exc}") from exc
     if (problem := task_id_problem(task_id)) is not None:
         raise PermanentProviderError(name, f"it named a task id that cannot be kept: {problem}")
-    await _start(ledger, settings, name, task_id, None)
+    model = body.get("model")
+    await _start(ledger, settings, name, task_id, None, model if isinstance(model, str) else None)
     return Submitted(await _get(ledger, name, task_id), reply)
 
 
 async def _start(ledger: AsyncLedger, settings: Settings, provider: str, task_id: str,
-                 metadata: Mapping[str, Any] | None) -> bool:
-    """The one transition that starts tracking a task; False when it was known."""
+                 metadata: Mapping[str, Any] | None, model: str | None = None) -> bool:
+    """The one transition that starts tracking a task; False when it was known. Its first
+    poll follows what has been learned about the provider (and model) so far."""
+    learned = None
+    if learns(provider):
+        async with _redis_errors():
+            learned = await learning.learned_async(ledger.redis, provider, model)
     now = time.time()
     fields = {"md": json.dumps(dict(metadata))} if metadata else None
+    due = now + first_poll(settings, provider, learned)
     move = await ledger.move(move_args(provider, task_id, TaskState.PENDING, allowed="none",
-                                       now=now, due_at=now + first_poll(settings, provider),
-                                       fields=fields))
+                                       now=now, due_at=due, fields=fields))
     return move.ok
 
 

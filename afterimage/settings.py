@@ -49,6 +49,7 @@ class Settings:
     poll_give_up: float = 6 * 3600.0
     log_level: str = "INFO"
     poll_scale: float = 1.0
+    poll_detection: float = 30.0
     poll_lease: float = 60.0
     poll_rate: float = 10.0
     notify_url: str | None = None
@@ -94,6 +95,7 @@ class Settings:
             poll_give_up=_number(get, "POLL_GIVE_UP_SECONDS", 6 * 3600.0),
             log_level=(get("LOG_LEVEL") or "INFO").upper(),
             poll_scale=_number(get, "POLL_SCALE", 1.0),
+            poll_detection=_positive(get, "POLL_DETECTION_SECONDS", 30.0),
             poll_lease=_number(get, "POLL_LEASE_SECONDS", 60.0),
             poll_rate=_number(get, "POLL_RATE", 10.0),
             notify_url=_notify_url(get("NOTIFY_URL"), get("NOTIFY_SECRET")),
@@ -170,6 +172,13 @@ def _number(get: object, name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ConfigError(f"AFTERIMAGE_{name} must be a number, not {raw!r}") from None
+
+
+def _positive(get: object, name: str, default: float) -> float:
+    value = _number(get, name, default)
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"AFTERIMAGE_{name} must be a positive number of seconds, not {value}")
+    return value
 
 
 def _redis_url(url: str | None) -> str | None:

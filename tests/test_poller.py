@@ -54,9 +54,10 @@ def test_with_30_percent_of_callbacks_dropped_every_task_is_archived(make_stack:
 
 
 def test_two_pollers_never_ask_twice_for_one_due_time(make_stack: Any) -> None:
-    # toapis asks every 4 s, scaled to 1 s: two queries of one task closer than half that
-    # would mean both pollers took the same due time.
-    stack = make_stack({"AFTERIMAGE_POLL_SCALE": "0.25"}, poller=True)
+    # toapis asks every 4.5 s (a 5 s detection budget), scaled to 1.1 s: two queries of one
+    # task closer than half that would mean both pollers took the same due time.
+    env = {"AFTERIMAGE_POLL_SCALE": "0.25", "AFTERIMAGE_POLL_DETECTION_SECONDS": "5"}
+    stack = make_stack(env, poller=True)
     stack.start("poller", name="poller2")
     ids = [submit(stack, "toapis", delay=10.0) for _ in range(8)]
     for task_id in ids:
@@ -112,3 +113,24 @@ def test_a_task_past_its_link_deadline_ends_expired(make_stack: Any) -> None:
     task = stack.wait_state("toapis", task_id, "expired", timeout=40)
     assert task["error"]["code"] in ("deadline_passed", "link_expired")
     assert stack.objects(f"archive/toapis/{task_id}/") == {}
+
+
+def test_the_first_query_follows_the_completion_times_learned(make_stack: Any) -> None:
+    """Tasks that completed 60 s after creation move a new task's first query from the static
+    30 s to the learned window's end, minus nothing more than a bin (5 s): times read from
+    the simulator's query log, relative to the task's creation there (scaled by 0.2)."""
+    scale = 0.2
+    stack = make_stack({"AFTERIMAGE_POLL_SCALE": str(scale)}, poller=True)
+
+    def first_query_age(task_id: str) -> float:
+        sim = stack.sim.task("apimart", task_id)
+        return (min(q["at"] for q in sim["queries"]["log"]) - sim["created_at"]) / scale
+
+    seen = [submit(stack, "apimart", delay=60 * scale) for _ in range(8)]
+    for task_id in seen:
+        stack.wait_state("apimart", task_id, "archived", timeout=60)
+    assert all(first_query_age(t) < 50 for t in seen)  # before anything was learned: 30 s
+    fresh = submit(stack, "apimart", delay=60 * scale)
+    stack.wait_state("apimart", fresh, "archived", timeout=60)
+    assert first_query_age(fresh) >= 55  # learned: completions come at 55-60 s
+    assert len(queries(stack, "apimart", fresh)) == 1

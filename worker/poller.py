@@ -21,13 +21,13 @@ from typing import cast
 import httpx
 import redis
 
-from afterimage import components, errors, keys, redis_client
+from afterimage import components, errors, keys, learning, poll_plan, redis_client
 from afterimage.ledger import Ledger, move_args, result_args
 from afterimage.metrics import POLL_QUERIES, Tally, flush
 from afterimage.models import Outcome, ProviderResult, Task, TaskState
 from afterimage.provider_api import new_client, query_batch, query_status
 from afterimage.providers import adapter
-from afterimage.schedule import poll_gap
+from afterimage.schedule import learns, poll_gap
 from afterimage.settings import Settings
 
 log = logging.getLogger("afterimage.poller")
@@ -201,7 +201,8 @@ class Poller:
             # The common answer, handled without reading the task: only a pending task is in
             # the schedule, so ZADD XX leaves one that moved on meanwhile where it is. Written
             # with the others by flush_reschedules.
-            gap = poll_gap(self.settings, provider, now - created)
+            gap = poll_gap(self.settings, provider, now - created,
+                           self._learned(provider, outcome.model))
             with self._lock:
                 self._deferred.setdefault(provider, {})[task_id] = now + gap
             return
@@ -220,16 +221,45 @@ class Poller:
                 self._end(task, "never_completed",
                           f"still not complete after {age / 3600:.1f} h of polling")
             else:
-                gap = poll_gap(self.settings, provider, age)
+                left = None if task.expires_at is None else task.expires_at.timestamp() - now
+                gap = poll_gap(self.settings, provider, age,
+                               self._learned(provider, outcome.model or task.model), left)
                 self._reschedule(provider, [task_id], now + gap, later)
         else:
             args = result_args(outcome, confirm=False, confirmed=True, now=now, first_poll=0,
                                allowed="pending")
             move = self.ledger.move(args)
+            if move.ok:
+                self._learn(task, outcome, now)
             log.info("poll %s %s: %s", provider, task_id, outcome.outcome.value,
                      extra={"event": f"poll_{outcome.outcome.value}", "provider": provider,
                             "task_id": task_id, "state": args[4] if move.ok else move.previous,
                             "previous": move.previous})
+
+    def _learned(self, provider: str, model: str | None) -> poll_plan.Sketch | None:
+        if not learns(provider):
+            return None
+        try:
+            return learning.learned(self.redis, provider, model)
+        except redis.RedisError as exc:  # the static plan serves meanwhile
+            log.warning("poll %s: learned schedule unavailable (%s)", provider, exc)
+            return None
+
+    def _learn(self, task: Task, outcome: ProviderResult, now: float) -> None:
+        """Remember when the task completed, for the schedule of the provider's next tasks."""
+        if not learns(task.provider):
+            return
+        scale = self.settings.poll_scale
+        model = outcome.model or task.model
+        completed = None if outcome.completed_at is None else outcome.completed_at.timestamp()
+        gap = poll_gap(self.settings, task.provider, now - task.created_at.timestamp(),
+                       self._learned(task.provider, model))
+        age = learning.completion_age(task.created_at.timestamp(), now, completed, gap)
+        try:
+            learning.observe(self.redis, task.provider, model, age / scale)
+        except redis.RedisError as exc:  # one observation less; the task itself is recorded
+            log.warning("poll %s %s: completion time not learned (%s)", task.provider,
+                        task.task_id, exc)
 
     def _reschedule(self, provider: str, ids: Sequence[str], when: float,
                     pipe: redis.client.Pipeline | None = None) -> None:

@@ -81,7 +81,8 @@ class Apimart(ProviderAdapter):
     default_base_url = "https://api.apimart.ai"
     # apimart's guidance: first query 10-20 s after submit, then every 3-5 s.
     # The first query waits for the typical completion time (30 s), then every 4 s (guidance: 3-5).
-    poll_plan = PollPlan(first=30.0, steps=((600.0, 4.0), (float("inf"), 15.0)))
+    poll_plan = PollPlan(first=30.0, steps=((600.0, 4.0), (float("inf"), 15.0)),
+                         earliest=10.0, min_gap=3.0)
 
     def status_request(self, base_url: str, api_key: str, task_id: str) -> HttpRequest:
         return HttpRequest(

@@ -37,10 +37,15 @@ REFUSED_INPUT = (400, 422)  # statuses (or envelope codes) that refuse the reque
 
 @dataclass(frozen=True)
 class PollPlan:
-    """When to ask: the first query after `first`, then each gap in `steps`, repeating the last."""
+    """When to ask: the first query after `first`, then each gap in `steps`, repeating the last.
+    `earliest` and `min_gap` are the provider's documented earliest first query and shortest
+    gap, the floor of a learned schedule (afterimage.poll_plan); by default `first` and the
+    shortest of `steps`."""
 
     first: float
     steps: tuple[tuple[float, float], ...]  # (until task age in s, gap in s)
+    earliest: float | None = None
+    min_gap: float | None = None
 
     def next_gap(self, age: float) -> float:
         for until, gap in self.steps:

@@ -49,7 +49,8 @@ class Toapis(ProviderAdapter):
     default_base_url = "https://toapis.com"
     # toapis's guidance: 2-3 s after submit, then every 3-5 s.
     # The first query waits for the typical completion time (30 s), then every 4 s (guidance: 3-5).
-    poll_plan = PollPlan(first=30.0, steps=((600.0, 4.0), (float("inf"), 15.0)))
+    poll_plan = PollPlan(first=30.0, steps=((600.0, 4.0), (float("inf"), 15.0)),
+                         earliest=2.0, min_gap=3.0)
 
     def status_request(self, base_url: str, api_key: str, task_id: str) -> HttpRequest:
         url = endpoint(base_url, "/v1/images/generations/", task_id)

@@ -45,7 +45,8 @@ class Xingchao(ProviderAdapter):
     default_base_url = "https://zcbservice.aizfw.cn/kyyReactApiServer"
     # xingchao's guidance: every 2-5 s.
     # The first query waits for the typical completion time (30 s), then every 4 s (guidance: 2-5).
-    poll_plan = PollPlan(first=30.0, steps=((600.0, 4.0), (float("inf"), 15.0)))
+    poll_plan = PollPlan(first=30.0, steps=((600.0, 4.0), (float("inf"), 15.0)),
+                         earliest=2.0, min_gap=2.0)
 
     def status_request(self, base_url: str, api_key: str, task_id: str) -> HttpRequest:
         url = endpoint(base_url, "/v1/result/", task_id)
