@@ -31,7 +31,7 @@ REPLICA_WAIT_MS = 1000  # how long an acknowledgement waits for AFTERIMAGE_REDIS
 OPEN = "none,pending"  # states a fresh result may move a task out of
 # Hash fields: st state · c created · u updated · ca completed · ea expires · n attempts ·
 # g generation · md metadata · urls · img images · err error · mdl model · dup duplicates ·
-# cf result came from the provider's status API
+# cf result came from the provider's status API · su the provider's polling URL
 Fields = Mapping[str, str | float | int | None]
 
 
@@ -130,6 +130,7 @@ def task_from_hash(provider: str, task_id: str, raw: Mapping[bytes, bytes]) -> T
         model=h.get("mdl"),
         generation=int(h.get("g", "0")),
         confirmed=h.get("cf") == "1",
+        status_url=h.get("su"),
     )
 
 

@@ -45,6 +45,25 @@ class ProviderResult:
     completed_at: datetime | None = None
     expires_at: datetime | None = None
     model: str | None = None
+    fetch: bool = False  # succeeded, but the URLs must be fetched (ProviderAdapter.result_request)
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """What a status query may need besides the task id: the model or app the task runs on
+    (fal names it in the URL path) and the polling URL the provider handed out (bfl)."""
+
+    task_id: str
+    model: str | None = None
+    status_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Created:
+    """What a create reply tells: the new task's id and, for some providers, where to poll it."""
+
+    task_id: str
+    status_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +117,11 @@ class Task:
     model: str | None = None
     generation: int = 0
     confirmed: bool = False
+    status_url: str | None = None
+
+    @property
+    def ref(self) -> TaskRef:
+        return TaskRef(self.task_id, self.model, self.status_url)
 
     def to_json(self) -> dict[str, Any]:
         """The contract's task representation."""

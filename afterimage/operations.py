@@ -109,45 +109,69 @@ def moment(since: float | str | None) -> float | None:
         raise InvalidRequestError(f"since: {exc}") from None
 
 
+def check_ref(settings: Settings, provider: str, model: Any, status_url: Any) -> None:
+    """Raise InvalidRequestError (naming `model` or `status_url`) when a task could not be
+    polled with them: fal needs its app id; a polling URL must be on the provider's own API
+    (its scheme and host, or a host under the host's parent domain), since the API key is sent
+    there."""
+    a = adapter(provider)
+    for name, value in (("model", model), ("status_url", status_url)):
+        if value is not None and not isinstance(value, str):
+            raise InvalidRequestError(f"{name} must be a string")
+    base = settings.base_urls.get(a.name) or a.default_base_url
+    if (problem := a.model_problem(model)) is not None:
+        raise InvalidRequestError(f"model: {problem}")
+    if (problem := a.status_url_problem(base, status_url)) is not None:
+        raise InvalidRequestError(f"status_url: {problem}")
+
+
 async def track(
     ledger: AsyncLedger, settings: Settings, provider: str, task_id: str,
-    metadata: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None, model: str | None = None,
+    status_url: str | None = None,
 ) -> Tracked:
-    """Start tracking a task submitted elsewhere: pending, its first poll due. A known task is
-    left as it is."""
+    """Start tracking a task submitted elsewhere: pending, its first poll due, with the model
+    and polling URL its status query needs. A known task is left as it is."""
     provider, task_id = task_ref(provider, task_id)
     if metadata is not None and not isinstance(metadata, Mapping):
         raise InvalidRequestError("metadata must be a JSON object")
-    created = await _start(ledger, settings, provider, task_id, metadata)
+    check_ref(settings, provider, model, status_url)
+    created = await _start(ledger, settings, provider, task_id, metadata, model, status_url)
     return Tracked(await _get(ledger, provider, task_id), created)
 
 
 async def submit(
     ledger: AsyncLedger, settings: Settings, client: httpx.Client, provider: str, body: Any,
+    model: str | None = None,
 ) -> Submitted:
     """Send the provider's own create request `body` with our callback URL (where it calls
-    back) and the configured API key, then track the task it made. A provider that refuses
-    or cannot be read raises a ProviderApiError (502; its 400/422 refuse the caller's body)."""
+    back), the configured API key and `model` where the create URL names it (fal, bfl), then
+    track the task it made. A provider that refuses or cannot be read raises a
+    ProviderApiError (502; its 400/422 refuse the caller's body)."""
     name = adapter(provider).name
+    check_ref(settings, name, model, None)
     if not isinstance(body, Mapping):
         raise InvalidRequestError("the body must be the provider's create request, a JSON object")
     if not settings.secrets:
         raise ConfigError("AFTERIMAGE_SECRET is not set (and no `afterimage up` data dir has one)")
     url = callback_url(settings.public_url, settings.secrets[0], name)
     try:
-        task_id, reply = await asyncio.to_thread(
-            provider_api.create, settings, client, name, body, url)
+        created, reply = await asyncio.to_thread(
+            provider_api.create, settings, client, name, body, url, model)
     except AdapterError as exc:  # the provider's reply, not the caller's request
         raise PermanentProviderError(name, f"its create reply cannot be read: {exc}") from exc
+    task_id = created.task_id
     if (problem := task_id_problem(task_id)) is not None:
         raise PermanentProviderError(name, f"it named a task id that cannot be kept: {problem}")
-    model = body.get("model")
-    await _start(ledger, settings, name, task_id, None, model if isinstance(model, str) else None)
+    if model is None and isinstance(body.get("model"), str):
+        model = body["model"]  # the model a task runs on: learned poll times are per model
+    await _start(ledger, settings, name, task_id, None, model, created.status_url)
     return Submitted(await _get(ledger, name, task_id), reply)
 
 
 async def _start(ledger: AsyncLedger, settings: Settings, provider: str, task_id: str,
-                 metadata: Mapping[str, Any] | None, model: str | None = None) -> bool:
+                 metadata: Mapping[str, Any] | None, model: str | None = None,
+                 status_url: str | None = None) -> bool:
     """The one transition that starts tracking a task; False when it was known. Its first
     poll follows what has been learned about the provider (and model) so far."""
     learned = None
@@ -155,10 +179,16 @@ async def _start(ledger: AsyncLedger, settings: Settings, provider: str, task_id
         async with _redis_errors():
             learned = await learning.learned_async(ledger.redis, provider, model)
     now = time.time()
-    fields = {"md": json.dumps(dict(metadata))} if metadata else None
+    fields: dict[str, str] = {}
+    if metadata:
+        fields["md"] = json.dumps(dict(metadata))
+    if model is not None:
+        fields["mdl"] = model
+    if status_url is not None:
+        fields["su"] = status_url
     due = now + first_poll(settings, provider, learned)
     move = await ledger.move(move_args(provider, task_id, TaskState.PENDING, allowed="none",
-                                       now=now, due_at=due, fields=fields))
+                                       now=now, due_at=due, fields=fields or None))
     return move.ok
 
 

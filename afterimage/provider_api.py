@@ -8,10 +8,11 @@ from typing import Any
 
 import httpx
 
-from afterimage.errors import ConfigError, TransientProviderError
-from afterimage.models import HttpRequest, ProviderResult
+from afterimage.errors import AdapterError, ConfigError, TransientProviderError
+from afterimage.models import Created, HttpRequest, ProviderResult, TaskRef
 from afterimage.providers import adapter
 from afterimage.settings import Settings
+from afterimage.tokens import webhook_secret
 
 TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 
@@ -35,14 +36,25 @@ def _key(settings: Settings, provider: str) -> str:
     return key
 
 
+def _base(settings: Settings, provider: str) -> str:
+    return settings.base_urls.get(provider) or adapter(provider).default_base_url
+
+
 def query_status(
-    settings: Settings, client: httpx.Client, provider: str, task_id: str
+    settings: Settings, client: httpx.Client, provider: str, task: str | TaskRef
 ) -> ProviderResult:
-    """Ask the provider about one task."""
+    """Ask the provider about one task (and, where the result lies apart, fetch it)."""
     a = adapter(provider)
-    req = a.status_request(settings.base_urls[provider], _key(settings, provider), task_id)
-    resp = send(client, provider, req)
-    return a.parse_status(task_id, resp.status_code, resp.headers, resp.content, datetime.now(UTC))
+    ref = task if isinstance(task, TaskRef) else TaskRef(task)
+    base, key = _base(settings, provider), _key(settings, provider)
+    resp = send(client, provider, a.status_request_for(base, key, ref))
+    now = datetime.now(UTC)
+    result = a.parse_status(ref.task_id, resp.status_code, resp.headers, resp.content, now)
+    if result.fetch:
+        resp = send(client, provider, a.result_request(base, key, ref))
+        now = datetime.now(UTC)
+        result = a.parse_result(ref.task_id, resp.status_code, resp.headers, resp.content, now)
+    return result
 
 
 def query_batch(
@@ -50,7 +62,7 @@ def query_batch(
 ) -> list[ProviderResult] | None:
     """Ask about many tasks at once; None when the reply's shape is unknown."""
     a = adapter(provider)
-    req = a.batch_request(settings.base_urls[provider], _key(settings, provider), task_ids)
+    req = a.batch_request(_base(settings, provider), _key(settings, provider), task_ids)
     resp = send(client, provider, req)
     return a.parse_batch(task_ids, resp.status_code, resp.headers, resp.content, datetime.now(UTC))
 
@@ -61,15 +73,23 @@ def create(
     provider: str,
     body: Mapping[str, Any],
     callback_url: str | None,
-) -> tuple[str, Any]:
-    """Forward a create request; return the task id and the provider's reply."""
+    model: str | None = None,
+) -> tuple[Created, Any]:
+    """Forward a create request (with our callback URL, and the webhook secret we hand out
+    where the provider echoes one); return what it created and the provider's reply."""
     a = adapter(provider)
     url = callback_url if a.has_callbacks else None
-    req = a.create_request(settings.base_urls[provider], _key(settings, provider), body, url)
+    secret = webhook_secret(settings.secrets[0], a.name) \
+        if a.hands_out_secret and settings.secrets else None
+    base = _base(settings, provider)
+    req = a.submit_request(base, _key(settings, provider), body, url, model=model,
+                           webhook_secret=secret)
     resp = send(client, provider, req)
-    task_id = a.parse_create(resp.status_code, resp.headers, resp.content, datetime.now(UTC))
+    created = a.parse_submit(resp.status_code, resp.headers, resp.content, datetime.now(UTC))
+    if (problem := a.status_url_problem(base, created.status_url)) is not None:
+        raise AdapterError(a.name, "polling_url", problem)
     try:
         reply: Any = resp.json()
     except ValueError:
         reply = resp.text
-    return task_id, reply
+    return created, reply

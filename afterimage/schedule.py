@@ -3,7 +3,11 @@
 Providers that call back keep their adapter's static plan (the poll is a fallback). Poll-only
 providers follow afterimage.poll_plan: what this deployment has learned about their completion
 times, inside AFTERIMAGE_POLL_DETECTION_SECONDS, never earlier or more often than their docs
-allow. Learned ages are kept unscaled, so a scaled test or benchmark learns the same plan."""
+allow. Learned ages are kept unscaled, so a scaled test or benchmark learns the same plan.
+
+Where a provider's links live short (less than an hour: replicate, fal, bfl), no wait is longer
+than a twentieth of their life, so the fallback poll and the archive both fit in a tenth of it;
+such tasks are archived ahead of others (`urgent`)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,26 @@ from afterimage import poll_plan
 from afterimage.poll_plan import Guidance, Sketch
 from afterimage.providers import adapter
 from afterimage.settings import Settings
+
+SHORT_LIVED = 3600.0  # links that live less than this get the tight schedule
+GAP_SHARE = 1 / 20  # of a short link life: the longest wait between polls
+URGENT_SHARE = 1 / 8  # archived ahead of others once less than this share of the life is left
+
+
+def _cap(provider: str) -> float:
+    """The longest wait between two polls of the provider's tasks, unscaled."""
+    life = adapter(provider).link_lifetime.total_seconds()
+    return life * GAP_SHARE if life < SHORT_LIVED else float("inf")
+
+
+def urgent(provider: str, expires_at: float | None, now: float) -> bool:
+    """Is a task whose links die at `expires_at` to be archived ahead of the others? Yes when
+    its provider's links live less than an hour at all, or when less than an eighth of their
+    life is left (three hours of a day's links)."""
+    life = adapter(provider).link_lifetime.total_seconds()
+    if life < SHORT_LIVED:
+        return True
+    return expires_at is not None and expires_at - now < life * URGENT_SHARE
 
 
 def guidance(provider: str) -> Guidance:
@@ -30,7 +54,7 @@ def learns(provider: str) -> bool:
 def first_poll(settings: Settings, provider: str, learned: Sketch | None = None) -> float:
     """Seconds from tracking a task to its first status query."""
     if not learns(provider):
-        return adapter(provider).poll_plan.first * settings.poll_scale
+        return min(adapter(provider).poll_plan.first, _cap(provider)) * settings.poll_scale
     return poll_plan.first_query(guidance(provider), settings.poll_detection,
                                  learned) * settings.poll_scale
 
@@ -41,7 +65,7 @@ def poll_gap(settings: Settings, provider: str, age: float, learned: Sketch | No
     seconds before its links die, when that is known)."""
     scale = settings.poll_scale
     if not learns(provider):
-        return adapter(provider).poll_plan.next_gap(age / scale) * scale
+        return min(adapter(provider).poll_plan.next_gap(age / scale), _cap(provider)) * scale
     return poll_plan.next_query(
         guidance(provider), age / scale, settings.poll_detection, learned,
         None if deadline_left is None else deadline_left / scale) * scale

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from afterimage.errors import ConfigError
 from afterimage.providers import ADAPTERS, NAMES
 from afterimage.redis_client import check_url
-from afterimage.tokens import callback_token
+from afterimage.tokens import callback_token, webhook_secret
 from afterimage.webhooks import secret_key
 
 PROVIDERS = NAMES
@@ -38,8 +38,9 @@ class Settings:
     api_token: Secret | None = None
     api_keys: Mapping[str, Secret] = field(default_factory=dict)
     base_urls: Mapping[str, str] = field(default_factory=dict)
-    kie_hmac_keys: tuple[Secret, ...] = ()
-    kie_signature_tolerance: float = 300.0
+    webhook_secrets: Mapping[str, tuple[Secret, ...]] = field(default_factory=dict)
+    keys_urls: Mapping[str, str] = field(default_factory=dict)
+    signature_tolerance: float = 300.0
     download_allow_cidrs: tuple[Network, ...] = ()
     max_image_bytes: int = 100 * 1024 * 1024
     max_image_pixels: int = 100_000_000
@@ -84,8 +85,11 @@ class Settings:
             api_token=Secret(t) if (t := get("API_TOKEN")) else None,
             api_keys=keys,
             base_urls=bases,
-            kie_hmac_keys=_secrets(get("KIE_WEBHOOK_HMAC_KEY")),
-            kie_signature_tolerance=_number(get, "KIE_SIGNATURE_TOLERANCE", 300.0),
+            webhook_secrets=_webhook_secrets(get),
+            keys_urls={p: url for p, a in ADAPTERS.items() if a.keys_url_setting
+                       and (url := get(a.keys_url_setting) or a.default_keys_url)},
+            signature_tolerance=_number(
+                get, "SIGNATURE_TOLERANCE", _number(get, "KIE_SIGNATURE_TOLERANCE", 300.0)),
             download_allow_cidrs=_cidrs(get("DOWNLOAD_ALLOW_CIDRS")),
             max_image_bytes=int(_number(get, "MAX_IMAGE_BYTES", 100 * 1024 * 1024)),
             max_image_pixels=int(_number(get, "MAX_IMAGE_PIXELS", 100_000_000)),
@@ -113,8 +117,11 @@ class Settings:
         """Every secret these settings hold or make, for the logs to leave out: the callback
         secrets and the tokens they sign, the API token, provider API keys, signing keys."""
         tokens = [callback_token(s, p) for s in self.secrets for p in PROVIDERS]
-        return (*self.secrets, *tokens, *([self.api_token] if self.api_token else []),
-                *self.api_keys.values(), *self.kie_hmac_keys,
+        handed_out = [webhook_secret(s, p) for s in self.secrets
+                      for p, a in ADAPTERS.items() if a.hands_out_secret]
+        return (*self.secrets, *tokens, *handed_out,
+                *([self.api_token] if self.api_token else []), *self.api_keys.values(),
+                *(k for keys in self.webhook_secrets.values() for k in keys),
                 *([self.notify_secret] if self.notify_secret else []))
 
     def https_warnings(self) -> list[str]:
@@ -162,6 +169,21 @@ def _tls(cert: str | None, key: str | None) -> dict[str, Path | None]:
 
 def _secrets(raw: str | None) -> tuple[Secret, ...]:
     return tuple(Secret(s.strip()) for s in (raw or "").split(",") if s.strip())
+
+
+def _webhook_secrets(get: object) -> dict[str, tuple[Secret, ...]]:
+    """Each provider's configured callback secrets (AFTERIMAGE_KIE_WEBHOOK_HMAC_KEY, ...);
+    a `whsec_` secret must decode."""
+    out: dict[str, tuple[Secret, ...]] = {}
+    for p, a in ADAPTERS.items():
+        if a.keys_setting and (found := _secrets(get(a.keys_setting))):  # type: ignore[operator]
+            for s in found:
+                try:
+                    secret_key(s)
+                except ValueError as exc:
+                    raise ConfigError(f"AFTERIMAGE_{a.keys_setting}: {exc}") from None
+            out[p] = found
+    return out
 
 
 def _number(get: object, name: str, default: float) -> float:

@@ -15,3 +15,10 @@ def callback_token(secret: str, provider: str) -> str:
 
 def callback_url(public_url: str, secret: str, provider: str) -> str:
     return f"{public_url}/callbacks/{provider}/{callback_token(secret, provider)}"
+
+
+def webhook_secret(secret: str, provider: str) -> str:
+    """The secret afterimage hands out for `provider`'s webhooks to echo back (bfl's
+    `webhook_secret`, checked against X-Webhook-Secret)."""
+    digest = hmac.new(secret.encode(), f"afterimage-webhook:{provider}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")

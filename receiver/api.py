@@ -12,7 +12,7 @@ from afterimage import operations
 from afterimage.ledger import list_tasks
 from afterimage.models import TaskState
 from afterimage.providers import NAMES, adapter
-from afterimage.tokens import callback_url
+from afterimage.tokens import callback_url, webhook_secret
 from receiver.body import load_json, read_request_body, require_json_type
 from receiver.errors import ApiError
 from receiver.runtime import runtime
@@ -27,6 +27,8 @@ class TrackRequest(BaseModel):
     provider: str
     task_id: str
     metadata: Any = None
+    model: Any = None
+    status_url: Any = None
 
 
 async def json_body(request: Request) -> Any:
@@ -48,9 +50,12 @@ def parse_model(model: type[M], data: Any) -> M:
 async def get_callback_url(request: Request) -> JSONResponse:
     rt = runtime(request)
     rt.require_api_token(request)
-    provider = adapter(request.path_params["provider"]).name
-    url = callback_url(rt.settings.public_url, rt.settings.secrets[0], provider)
-    return JSONResponse({"callback_url": url})
+    a = adapter(request.path_params["provider"])
+    url = callback_url(rt.settings.public_url, rt.settings.secrets[0], a.name)
+    out = {"callback_url": url}
+    if a.hands_out_secret:  # what the provider must echo in X-Webhook-Secret (bfl)
+        out["webhook_secret"] = webhook_secret(rt.settings.secrets[0], a.name)
+    return JSONResponse(out)
 
 
 async def track_task(request: Request) -> JSONResponse:
@@ -58,7 +63,7 @@ async def track_task(request: Request) -> JSONResponse:
     rt.require_api_token(request)
     req = parse_model(TrackRequest, await json_body(request))
     done = await operations.track(rt.ledger, rt.settings, req.provider, req.task_id,
-                                  req.metadata)
+                                  req.metadata, req.model, req.status_url)
     return JSONResponse(done.task.to_json(), status_code=201 if done.created else 200)
 
 

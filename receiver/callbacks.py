@@ -22,7 +22,8 @@ from afterimage.errors import AdapterError, CallbackAuthError, UnknownProviderEr
 from afterimage.ledger import result_args
 from afterimage.metrics import CALLBACKS
 from afterimage.models import task_id_problem
-from afterimage.providers import ADAPTERS, kie
+from afterimage.providers import ADAPTERS
+from afterimage.providers.signing import Trust
 from afterimage.schedule import first_poll
 from receiver.body import read_body, require_json_type
 from receiver.errors import ClientGone, answer, code_of
@@ -85,15 +86,14 @@ async def receive_callback(
     headers = Headers(scope=scope)
     now = datetime.now(UTC)
     result = adapter.parse_callback(body, headers, now)
-    if provider == "kie" and settings.kie_hmac_keys:
-        kie.verify_signature(
-            settings.kie_hmac_keys, result.task_id, headers, now,
-            settings.kie_signature_tolerance,
-        )
+    trust = await rt.keyring.verify(adapter, body, headers, result.task_id, now)
     if (problem := task_id_problem(result.task_id)) is not None:
         raise AdapterError(provider, "task id", problem)
-    confirm = provider in settings.api_keys
-    args = result_args(result, confirm=confirm, now=time.time(),
+    # A signed body is the provider's word, as good as its status API's; any other is confirmed
+    # by a status query (where an API key allows one), and so is a result still to be fetched.
+    signed = trust is Trust.BODY and not result.fetch
+    confirm = provider in settings.api_keys and not signed
+    args = result_args(result, confirm=confirm, confirmed=signed, now=time.time(),
                        first_poll=first_poll(settings, provider))
     move = await rt.ledger.move(args)
     outcome = "recorded" if move.ok else "duplicate"

@@ -52,6 +52,7 @@ async def submit(request: Request) -> JSONResponse:
     rt.require_api_token(request)
     provider = adapter(request.path_params["provider"]).name
     done = await operations.submit(rt.ledger, rt.settings, request.app.state.http, provider,
-                                   await json_body(request))
+                                   await json_body(request),
+                                   request.query_params.get("model") or None)
     return JSONResponse({"task": done.task.to_json(), "provider_response": done.provider_response},
                         status_code=201)

@@ -14,6 +14,7 @@ from afterimage.settings import Settings
 from afterimage.tokens import callback_token
 from receiver.deadlines import BodyDeadlines
 from receiver.errors import ApiError
+from receiver.keyring import Keyring
 
 
 @dataclass
@@ -24,9 +25,11 @@ class Runtime:
     api_token: bytes = b""
     tally: Tally = field(default_factory=Tally)  # this process's counts, flushed to Redis
     deadlines: BodyDeadlines = field(init=False)  # request bodies' time limit
+    keyring: Keyring = field(init=False)  # what verifies callback signatures
 
     def __post_init__(self) -> None:
         self.deadlines = BodyDeadlines(self.settings.callback_read_timeout)
+        self.keyring = Keyring(self.settings)
         self.tokens = {
             name: tuple(callback_token(s, name) for s in self.settings.secrets)
             for name in ADAPTERS

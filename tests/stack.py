@@ -105,7 +105,7 @@ def running_stack(redis_url: str, s3_url: str, bucket: str, tmp: Path, *,
         env["AFTERIMAGE_DOWNLOAD_ALLOW_CIDRS"] = "127.0.0.0/8"
     for key, value in sim.env().items():
         env[key] = value
-        if keys:
+        if keys and key.endswith("_BASE_URL"):
             env[key.replace("_BASE_URL", "_API_KEY")] = "sim-key"
     env.update(extra_env or {})
     stack = Stack(redis_url, s3_url, bucket, tmp, sim, env)

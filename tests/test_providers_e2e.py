@@ -24,7 +24,11 @@ CREATE_BODIES = {
     "toapis": {"model": "gpt-image-2", "prompt": "a red kite", "size": "1:1",
                "response_format": "url"},
     "xingchao": {"model": "gpt-image-2", "prompt": "a red kite"},
+    "replicate": {"version": "black-forest-labs/flux-schnell", "input": {"prompt": "a red kite"}},
+    "fal": {"prompt": "a red kite", "num_images": 1},
+    "bfl": {"prompt": "a red kite", "width": 1024, "height": 1024},
 }
+MODELS = {"fal": "fal-ai/flux/dev", "bfl": "flux-pro-1.1"}  # named in the create URL
 KIE_KEY = "kie-webhook-key"
 
 
@@ -63,7 +67,13 @@ def check_archived(stack: Stack, provider: str, task_id: str) -> None:
 @pytest.mark.parametrize("provider", list(ADAPTERS))
 def test_submitted_directly(stack: Stack, provider: str) -> None:
     if ADAPTERS[provider].has_callbacks:
-        made = stack.sim.create_task(provider, callback_url=stack.callback_url(provider))
+        given = stack.api.get(f"/v1/providers/{provider}/callback-url").json()
+        options = {"callback_url": given["callback_url"]}
+        if "webhook_secret" in given:  # bfl echoes it in X-Webhook-Secret
+            options["webhook_secret"] = given["webhook_secret"]
+        if provider in MODELS:
+            options["model"] = MODELS[provider]
+        made = stack.sim.create_task(provider, **options)
     else:
         made = stack.sim.create_task(provider)
         r = stack.api.post("/v1/tasks", json={"provider": provider, "task_id": made["id"]})
@@ -79,7 +89,8 @@ def test_submitted_directly(stack: Stack, provider: str) -> None:
 
 @pytest.mark.parametrize("provider", list(ADAPTERS))
 def test_submitted_through_afterimage(stack: Stack, provider: str) -> None:
-    r = stack.api.post(f"/v1/providers/{provider}/generations", json=CREATE_BODIES[provider])
+    r = stack.api.post(f"/v1/providers/{provider}/generations", json=CREATE_BODIES[provider],
+                       params={"model": MODELS[provider]} if provider in MODELS else None)
     assert r.status_code == 201, r.text
     task_id = r.json()["task"]["task_id"]
     assert r.json()["task"]["state"] == "pending"

@@ -79,7 +79,7 @@ def _archive(ctx: Context, task: Task, may_resign: bool = True) -> str:
     urls = task.urls
     result: ProviderResult | None = None
     if task.provider in ctx.settings.api_keys and not task.confirmed:
-        result = query_status(ctx.settings, ctx.provider_http, task.provider, task.task_id)
+        result = query_status(ctx.settings, ctx.provider_http, task.provider, task.ref)
         if result.outcome is Outcome.PENDING:
             due = time.time() + poll_gap(ctx.settings, task.provider, 0)
             ctx.ledger.move(move_args(
@@ -154,7 +154,7 @@ def _on_expired_link(
 ) -> str:
     """A dead link: ask for fresh ones (some providers re-sign); otherwise the task expired."""
     if may_resign and task.provider in ctx.settings.api_keys:
-        fresh = query_status(ctx.settings, ctx.provider_http, task.provider, task.task_id)
+        fresh = query_status(ctx.settings, ctx.provider_http, task.provider, task.ref)
         if fresh.outcome is Outcome.SUCCEEDED and fresh.urls != urls:
             log.info("archive %s %s: links re-signed, retrying", task.provider, task.task_id,
                      extra=_where(task, "links_resigned"))

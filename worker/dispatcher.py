@@ -21,7 +21,9 @@ from rq.job import Job
 
 from afterimage import keys
 from afterimage.components import run_loop
+from afterimage.errors import UnknownProviderError
 from afterimage.manifest import archive_job_id
+from afterimage.schedule import urgent as urgent_task
 
 log = logging.getLogger("afterimage.dispatcher")
 ARCHIVE_FUNC = "worker.archive.archive_task"
@@ -29,7 +31,6 @@ RETRY_INTERVALS = [2, 5, 15, 30, 60, 120]
 JOB_TIMEOUT = 600
 CLAIM_IDLE_MS = 30_000
 BLOCK_SECONDS = 1.0  # how long one read of the inbox waits for entries
-URGENT_WITHIN = 3 * 3600.0  # links expiring sooner than this are archived ahead of others
 MALFORMED_KEPT = 1000
 Entry = tuple[bytes, dict[bytes, bytes]]
 
@@ -86,7 +87,7 @@ class Dispatcher:
 
     def _dispatch(self, entries: list[Entry]) -> None:
         wanted = []
-        soon = time.time() + URGENT_WITHIN
+        now = time.time()
         malformed: list[tuple[bytes, dict[bytes, bytes], Exception]] = []
         for entry_id, f in entries:
             try:
@@ -94,8 +95,8 @@ class Dispatcher:
             except (KeyError, ValueError) as exc:  # not written by transition.lua
                 malformed.append((entry_id, f, exc))
                 continue
-            urgent = expires is not None and expires < soon
-            wanted.append((archive_job_id(p, task_id, gen), p, task_id, gen, urgent))
+            wanted.append((archive_job_id(p, task_id, gen), p, task_id, gen,
+                           _is_urgent(p, expires, now)))
         if malformed:
             self._set_aside(malformed)
         pipe = self.redis.pipeline(transaction=False)
@@ -159,6 +160,14 @@ def lost_group(exc: redis.ResponseError) -> bool:
     """Whether Redis says a stream or its consumer group does not exist (any more)."""
     text = str(exc)
     return text.startswith("NOGROUP") or "UNBLOCKED" in text
+
+
+def _is_urgent(provider: str, expires: float | None, now: float) -> bool:
+    """schedule.urgent; a provider this process does not know is not urgent."""
+    try:
+        return urgent_task(provider, expires, now)
+    except UnknownProviderError:
+        return False
 
 
 def run_forever(dispatcher: Dispatcher, stop: threading.Event) -> None:

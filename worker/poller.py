@@ -24,7 +24,7 @@ import redis
 from afterimage import components, errors, keys, learning, poll_plan, redis_client
 from afterimage.ledger import Ledger, move_args, result_args
 from afterimage.metrics import POLL_QUERIES, Tally, flush
-from afterimage.models import Outcome, ProviderResult, Task, TaskState
+from afterimage.models import Outcome, ProviderResult, Task, TaskRef, TaskState
 from afterimage.provider_api import new_client, query_batch, query_status
 from afterimage.providers import adapter
 from afterimage.schedule import learns, poll_gap
@@ -185,13 +185,26 @@ class Poller:
                 self._reschedule(provider, missing, time.time() + ERROR_BACKOFF)
                 return by_id
         out: dict[str, ProviderResult | Exception] = {}
-        for task_id in ids:
+        for task_id, ref in zip(ids, self._refs(provider, ids), strict=True):
             try:
-                out[task_id] = query_status(self.settings, self.http, provider, task_id)
+                out[task_id] = query_status(self.settings, self.http, provider, ref)
             except (errors.TaskGoneError, errors.AdapterError) as exc:
                 out[task_id] = exc
             self.tally.add(POLL_QUERIES, provider, "ok")
         return out
+
+    def _refs(self, provider: str, ids: Sequence[str]) -> list[TaskRef]:
+        """The tasks as their status query needs them: with their model and polling URL,
+        for providers that find a task by more than its id."""
+        a = adapter(provider)
+        if not (a.needs_model or a.uses_status_url):
+            return [TaskRef(i) for i in ids]
+        pipe = self.redis.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hmget(keys.task(provider, task_id), "mdl", "su")
+        found = cast(list[list[bytes | None]], pipe.execute())
+        return [TaskRef(i, *(v.decode() if v is not None else None for v in got))
+                for i, got in zip(ids, found, strict=True)]
 
     def _apply(self, provider: str, task_id: str, outcome: ProviderResult | Exception,
                later: redis.client.Pipeline, created: float | None = None) -> None:

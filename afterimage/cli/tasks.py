@@ -65,7 +65,10 @@ def callback_url(provider: str) -> None:
 @click.argument("provider")
 @click.argument("task_id")
 @click.option("--metadata", default="{}", help="JSON object kept with the task.")
-def track(provider: str, task_id: str, metadata: str) -> None:
+@click.option("--model", help="The model or app the task runs on (fal: its app id).")
+@click.option("--status-url", help="Where the provider polls the task (bfl: its polling_url).")
+def track(provider: str, task_id: str, metadata: str, model: str | None,
+          status_url: str | None) -> None:
     """Start tracking a task submitted elsewhere: the poller fetches its result."""
     provider = adapter(provider).name  # an unknown provider is bad usage before Redis is needed
     try:
@@ -73,7 +76,8 @@ def track(provider: str, task_id: str, metadata: str) -> None:
     except ValueError:
         raise click.BadParameter("not JSON", param_hint="--metadata") from None
     settings = effective_settings()
-    done = on_ledger(lambda led: operations.track(led, settings, provider, task_id, meta))
+    done = on_ledger(lambda led: operations.track(led, settings, provider, task_id, meta,
+                                                  model, status_url))
     t = done.task
     click.echo(f"{'tracking' if done.created else 'already known'}: {t.provider} {t.task_id} "
                f"({t.state})")
@@ -137,7 +141,8 @@ def tasks(state: str | None, provider: str | None, limit: int, as_json: bool) ->
 @click.argument("provider")
 @click.option("--json", "json_file", type=click.File("rb"), required=True,
               help="The provider's own create request ('-' for stdin).")
-def submit(provider: str, json_file: Any) -> None:
+@click.option("--model", help="fal: the app id; bfl: the model path (their create URLs name it).")
+def submit(provider: str, json_file: Any, model: str | None) -> None:
     """Send a create request to PROVIDER with our callback URL, and track the task."""
     from afterimage.provider_api import new_client
 
@@ -148,7 +153,8 @@ def submit(provider: str, json_file: Any) -> None:
         raise click.BadParameter("not JSON", param_hint="--json") from None
     settings = effective_settings()
     with new_client() as client:
-        done = on_ledger(lambda led: operations.submit(led, settings, client, provider, body))
+        done = on_ledger(lambda led: operations.submit(led, settings, client, provider, body,
+                                                       model))
     emit({"task": done.task.to_json(), "provider_response": done.provider_response})
 
 

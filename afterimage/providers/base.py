@@ -27,7 +27,8 @@ from afterimage.errors import (
     TaskGoneError,
     TransientProviderError,
 )
-from afterimage.models import HttpRequest, ProviderResult
+from afterimage.models import Created, HttpRequest, ProviderResult, TaskRef
+from afterimage.providers.signing import Trust, VerifyKeys
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -55,7 +56,14 @@ class PollPlan:
 
 
 class ProviderAdapter(ABC):
-    """One provider's API, as data in and data out."""
+    """One provider's API, as data in and data out.
+
+    Callback signatures are part of it: `verify_callback` checks one callback with the keys
+    the receiver holds for the provider. Those come from the setting named by
+    `keys_setting`, from a secret afterimage derives and hands out (`hands_out_secret`),
+    or from the request `keys_request` builds (fetched by the receiver, cached for
+    `keys_max_age` seconds and fetched again, rate-limited, on an UnknownKeyError).
+    """
 
     name: ClassVar[str]
     has_callbacks: ClassVar[bool]
@@ -64,6 +72,44 @@ class ProviderAdapter(ABC):
     supports_batch: ClassVar[bool] = False
     default_base_url: ClassVar[str]
     poll_plan: ClassVar[PollPlan]
+    link_lifetime: ClassVar[timedelta] = LINK_LIFETIME  # result links live this long
+    needs_model: ClassVar[bool] = False  # a task is only found with its model (app id)
+    uses_status_url: ClassVar[bool] = False  # a task is polled at the URL its create gave
+    keys_setting: ClassVar[str | None] = None  # AFTERIMAGE_<this>: configured secrets
+    hands_out_secret: ClassVar[bool] = False  # afterimage derives a secret, given at create
+    keys_url_setting: ClassVar[str | None] = None  # AFTERIMAGE_<this>: where public keys lie
+    default_keys_url: ClassVar[str | None] = None
+    keys_max_age: ClassVar[float] = 24 * 3600.0
+
+    def verify_callback(
+        self, body: bytes, headers: Mapping[str, str], task_id: str, keys: VerifyKeys,
+        now: datetime,
+    ) -> Trust:
+        """Check a callback's signature with `keys`; raise CallbackAuthError when it fails
+        (UnknownKeyError when fresher keys might verify it)."""
+        return Trust.NONE
+
+    def model_problem(self, model: str | None) -> str | None:
+        """Why `model` cannot name a task's model here (None: it can, or none is needed)."""
+        if model is not None and not 0 < len(model) <= 200:
+            return "a model must be 1 to 200 characters long"
+        return None
+
+    def status_url_problem(self, base_url: str, status_url: str | None) -> str | None:
+        """Why a task's `status_url` cannot be used (None: it can, or none was given)."""
+        if status_url is not None:
+            return f"{self.name} takes no status_url"
+        return None
+
+    def keys_request(
+        self, base_url: str, api_key: str | None, keys_url: str | None
+    ) -> HttpRequest | None:
+        """Where to fetch the keys that verify callbacks when none are configured."""
+        return None
+
+    def parse_keys(self, status: int, headers: Mapping[str, str], body: bytes) -> VerifyKeys:
+        """The keys in a reply to `keys_request`."""
+        raise AdapterError(self.name, "(keys)", "this provider has no keys to fetch")
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key}"}
@@ -95,6 +141,36 @@ class ProviderAdapter(ABC):
         self, status: int, headers: Mapping[str, str], body: bytes, now: datetime
     ) -> str:
         """The task id from a create reply; raise ProviderApiError for error replies."""
+
+    def status_request_for(self, base_url: str, api_key: str, ref: TaskRef) -> HttpRequest:
+        """The status request for a task known by more than its id (model, polling URL)."""
+        return self.status_request(base_url, api_key, ref.task_id)
+
+    def result_request(self, base_url: str, api_key: str, ref: TaskRef) -> HttpRequest:
+        """Where the URLs of a result marked `fetch` lie."""
+        raise AdapterError(self.name, "(result)", "this provider has no separate result")
+
+    def parse_result(
+        self, task_id: str, status: int, headers: Mapping[str, str], body: bytes, now: datetime
+    ) -> ProviderResult:
+        """Read the reply to `result_request`."""
+        raise AdapterError(self.name, "(result)", "this provider has no separate result")
+
+    def submit_request(
+        self, base_url: str, api_key: str, body: Mapping[str, Any], callback_url: str | None,
+        *, model: str | None = None, webhook_secret: str | None = None,
+    ) -> HttpRequest:
+        """The create request of the submit proxy: `create_request`, for providers whose
+        create URL names no model and who take no secret."""
+        if model is not None:
+            raise AdapterError(self.name, "model", "this provider takes the model in the body")
+        return self.create_request(base_url, api_key, body, callback_url)
+
+    def parse_submit(
+        self, status: int, headers: Mapping[str, str], body: bytes, now: datetime
+    ) -> Created:
+        """What a create reply tells: `parse_create`'s task id, and a polling URL if any."""
+        return Created(self.parse_create(status, headers, body, now))
 
     def batch_request(self, base_url: str, api_key: str, task_ids: Sequence[str]) -> HttpRequest:
         raise NotImplementedError(f"{self.name} has no batch query")

@@ -91,6 +91,29 @@ def endpoint(base_url: str, path: str, task_id: str = "") -> str:
     return base_url.rstrip("/") + path + quote(task_id, safe="")
 
 
+def same_site(base_url: str, url: str) -> bool:
+    """Is `url` on the API of `base_url`: the same scheme, and its host (and port), or a host
+    under the base host's parent domain (`api.eu.bfl.ai` for `https://api.bfl.ai`)? Where an
+    API key may be sent."""
+    try:
+        base, got = urlsplit(base_url), urlsplit(url)
+        base_port, got_port = base.port, got.port
+    except ValueError:
+        return False
+    if got.scheme.lower() != base.scheme.lower() or got.username or got.password:
+        return False
+    host, base_host = (got.hostname or "").lower(), (base.hostname or "").lower()
+    if not host or not base_host:
+        return False
+    if (host, got_port) == (base_host, base_port):
+        return True
+    labels = base_host.split(".")
+    if got_port != base_port or base_host.replace(".", "").isdigit() or ":" in base_host:
+        return False  # an IP address has no parent domain
+    parent = ".".join(labels[1:]) if len(labels) > 2 else base_host
+    return host.endswith("." + parent)
+
+
 def timestamp(provider: str, field: str, value: object, *, millis: bool = False) -> datetime | None:
     """`epoch` for a payload field: None, "" and 0 are absent; anything unreadable (or outside
     years 2000-9000) is an AdapterError."""

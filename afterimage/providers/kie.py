@@ -27,6 +27,7 @@ from afterimage.providers.fields import (
     succeeded,
     timestamp,
 )
+from afterimage.providers.signing import Trust, VerifyKeys
 
 STATES = {
     "waiting": Outcome.PENDING,
@@ -63,6 +64,7 @@ class Kie(ProviderAdapter):
     name = "kie"
     has_callbacks = True
     signs_callbacks = True
+    keys_setting = "KIE_WEBHOOK_HMAC_KEY"
     default_base_url = "https://api.kie.ai"
     # kie's guidance: 2-3 s in the first 30 s, 5-10 s up to 2 min, then 15-30 s.
     # kie calls back, so polling is the fallback: the first query waits for a callback that is
@@ -80,6 +82,17 @@ class Kie(ProviderAdapter):
         if data.state is None and env.code is None:
             raise AdapterError(self.name, "code", "neither code nor data.state is given")
         return self._result(task_id, data, data.state or "success", now)
+
+    def verify_callback(
+        self, body: bytes, headers: Mapping[str, str], task_id: str, keys: VerifyKeys,
+        now: datetime,
+    ) -> Trust:
+        """Opt-in: with no key configured nothing is checked. kie signs the task id and time,
+        not the body, so a good signature proves the sender only."""
+        if not keys.secrets:
+            return Trust.NONE
+        verify_signature(keys.secrets, task_id, headers, now, keys.tolerance)
+        return Trust.SENDER
 
     def status_request(self, base_url: str, api_key: str, task_id: str) -> HttpRequest:
         url = endpoint(base_url, "/api/v1/jobs/recordInfo?") + urlencode({"taskId": task_id})

@@ -1,4 +1,4 @@
-"""`afterimage simulate`: local stand-ins for the six providers' APIs, callbacks and CDNs.
+"""`afterimage simulate`: local stand-ins for the nine providers' APIs, callbacks and CDNs.
 
 Written from the documented wire shapes (docs: spec/providers.md), independently of
 `afterimage.providers`, so that it also checks the adapters.

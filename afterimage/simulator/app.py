@@ -1,4 +1,4 @@
-"""`create_app(config)`: the six providers, the image host and `/_sim/` on one Starlette app."""
+"""`create_app(config)`: the nine providers, the image host and `/_sim/` on one Starlette app."""
 
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ class CallbackDispatcher:
             headers = {
                 "content-type": "application/json",
                 "user-agent": f"afterimage-simulator ({task.provider})",
-                **api.callback_headers(task, time.time()),
+                **api.callback_headers(task, time.time(), body),
             }
             ctx.store.callback_event(task, {}, "attempt")
             event: dict[str, Any] = {"at": time.time(), "copy": copy, "attempt": attempt}

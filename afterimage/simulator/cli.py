@@ -1,4 +1,4 @@
-"""`afterimage simulate`: local stand-ins for all six providers on one port."""
+"""`afterimage simulate`: local stand-ins for all nine providers on one port."""
 
 from __future__ import annotations
 
@@ -209,7 +209,7 @@ def simulate(
     provider_faults: tuple[str, ...],
     access_log: bool,
 ) -> None:
-    """Serve local stand-ins for all six providers (for trying afterimage without accounts)."""
+    """Serve local stand-ins for all nine providers (for trying afterimage without accounts)."""
     faults: dict[str, Any] = {
         "drop": drop,
         "duplicate": duplicate,

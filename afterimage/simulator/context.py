@@ -12,6 +12,8 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from afterimage.simulator.config import PROVIDERS, SimConfig
 from afterimage.simulator.faults import FaultBook, chance
 from afterimage.simulator.images import ImageCache, ImageSpec, normalize_format
@@ -48,6 +50,7 @@ class TaskOptions:
     model: str | None = None
     error_code: str | None = None
     error_message: str | None = None
+    webhook_secret: str | None = None  # echoed in X-Webhook-Secret (bfl)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TaskOptions:
@@ -74,7 +77,7 @@ class TaskOptions:
             if outcome is None:
                 raise ValueError("outcome must be succeeded or failed")
             opts.outcome = outcome
-        for name in ("callback_url", "model", "error_code", "error_message"):
+        for name in ("callback_url", "model", "error_code", "error_message", "webhook_secret"):
             if values.get(name) is not None:
                 if not isinstance(values[name], str):
                     raise ValueError(f"{name} must be a string")
@@ -109,7 +112,15 @@ class SimContext:
         self.public_url = config.public_url.rstrip("/")
         self.apis: dict[str, ProviderApi] = {}
         self.callbacks: CallbackDispatcher | None = None
+        self.fal_key = Ed25519PrivateKey.generate()  # signs fal webhooks; in the JWKS
+        self.fal_old_keys: list[Ed25519PrivateKey] = []  # rotated out, still in the JWKS
         self._background: set[asyncio.Task[Any]] = set()
+
+    def rotate_fal_key(self, keep_old: bool = True) -> None:
+        """Sign fal webhooks with a new key from now on (the JWKS lists it at once)."""
+        if keep_old:
+            self.fal_old_keys.append(self.fal_key)
+        self.fal_key = Ed25519PrivateKey.generate()
 
     def base_url(self, provider: str) -> str:
         return f"{self.public_url}/{provider}"
@@ -148,7 +159,7 @@ class SimContext:
             count=opts.images or config.images,
             image=spec,
             outcome=outcome,
-            link_ttl=config.link_ttl if opts.link_ttl is None else opts.link_ttl,
+            link_ttl=config.link_ttl_for(provider) if opts.link_ttl is None else opts.link_ttl,
             token=secrets.token_urlsafe(12),
             model=opts.model or "gpt-image-2",
             callback_url=opts.callback_url,

@@ -47,8 +47,10 @@ def public_url(host: str, port: int) -> str:
 
 
 def env_lines(base: str) -> list[str]:
-    """`AFTERIMAGE_<PROVIDER>_BASE_URL=...` for every provider."""
-    return [f"AFTERIMAGE_{p.upper()}_BASE_URL={base}/{p}" for p in PROVIDERS]
+    """`AFTERIMAGE_<PROVIDER>_BASE_URL=...` for every provider, and where the simulated fal
+    publishes its webhook keys."""
+    return [*(f"AFTERIMAGE_{p.upper()}_BASE_URL={base}/{p}" for p in PROVIDERS),
+            f"AFTERIMAGE_FAL_JWKS_URL={base}/fal/.well-known/jwks.json"]
 
 
 SIM_KEY = "sim-key"  # what the export lines give a provider the simulator takes any key for
@@ -120,7 +122,7 @@ class RunningSimulator:
         return f"{self.url}/{provider}"
 
     def env(self) -> dict[str, str]:
-        """`AFTERIMAGE_<PROVIDER>_BASE_URL` for every provider."""
+        """`AFTERIMAGE_<PROVIDER>_BASE_URL` for every provider, and AFTERIMAGE_FAL_JWKS_URL."""
         return dict(line.split("=", 1) for line in env_lines(self.url))
 
     def control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:

@@ -162,6 +162,63 @@ def xingchao_task(**over: Any) -> dict[str, Any]:
     return data | over
 
 
+def replicate_prediction(**over: Any) -> dict[str, Any]:
+    """replicate's prediction "t" (query reply and webhook body)."""
+    data: dict[str, Any] = {
+        "id": "t",
+        "model": "black-forest-labs/flux-schnell",
+        "version": "5599ed30703defd1d160a25a63321b4dec97101d98b4674bcc56e41f62f35637",
+        "input": {"prompt": "cat"},
+        "status": "succeeded",
+        "output": ["https://replicate.delivery/xezq/t/out-0.webp"],
+        "error": None,
+        "logs": "",
+        "created_at": "2026-05-01T11:58:20.000Z",
+        "started_at": "2026-05-01T11:58:21.000Z",
+        "completed_at": "2026-05-01T11:59:00.000Z",
+        "urls": {"get": "https://api.replicate.com/v1/predictions/t",
+                 "cancel": "https://api.replicate.com/v1/predictions/t/cancel"},
+        "metrics": {"predict_time": 2.1},
+    }
+    return data | over
+
+
+def fal_output(**over: Any) -> dict[str, Any]:
+    """A fal app's output (the result reply and a webhook's payload)."""
+    data: dict[str, Any] = {
+        "images": [{"url": "https://v3.fal.media/files/t/0.png", "content_type": "image/png",
+                    "width": 1024, "height": 1024}],
+        "seed": 42,
+        "has_nsfw_concepts": [False],
+        "prompt": "cat",
+    }
+    return data | over
+
+
+def fal_webhook(**over: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "request_id": "t",
+        "gateway_request_id": "t",
+        "status": "OK",
+        "payload": fal_output(),
+    }
+    return data | over
+
+
+def bfl_task(**over: Any) -> dict[str, Any]:
+    """bfl's get_result reply for task "t"."""
+    data: dict[str, Any] = {
+        "id": "t",
+        "status": "Ready",
+        "result": {"sample": "https://delivery-eu1.bfl.ai/results/t/sample.jpeg?se=x&sig=y",
+                   "prompt": "cat", "seed": 1, "start_time": T0 - 20, "end_time": T0 - 5,
+                   "duration": 15},
+        "progress": None,
+        "details": None,
+    }
+    return data | over
+
+
 # Documented bodies, by provider and kind, all about task "t": the seeds the fuzz test mutates.
 SAMPLES: dict[str, dict[str, list[Any]]] = {
     "crun": {
@@ -194,5 +251,29 @@ SAMPLES: dict[str, dict[str, list[Any]]] = {
         "callback": [],
         "status": [xingchao_task()],
         "create": [xingchao_task(object="image", status="queued", image_url=None)],
+    },
+    "replicate": {
+        "callback": [replicate_prediction(),
+                     replicate_prediction(output="https://replicate.delivery/t/out.png")],
+        "status": [replicate_prediction(), replicate_prediction(status="processing", output=None)],
+        "create": [replicate_prediction(status="starting", output=None, completed_at=None)],
+    },
+    "fal": {
+        "callback": [fal_webhook(), fal_webhook(payload=None),
+                     fal_webhook(payload={"image": {"url": "https://v3.fal.media/t.png"}}),
+                     fal_webhook(status="ERROR", payload={"detail": "bad"}, error="bad")],
+        "status": [{"status": "COMPLETED", "request_id": "t"},
+                   {"status": "IN_QUEUE", "queue_position": 0}],
+        "result": [fal_output(), {"image": {"url": "https://v3.fal.media/t.png"}}],
+        "create": [{"request_id": "t", "status_url": "https://queue.fal.run/a/b/requests/t/status",
+                    "response_url": "https://queue.fal.run/a/b/requests/t",
+                    "cancel_url": "https://queue.fal.run/a/b/requests/t/cancel"}],
+    },
+    "bfl": {
+        "callback": [bfl_task(), {"task_id": "t", "status": "Ready",
+                                  "result": {"sample": "https://delivery.bfl.ai/t.jpeg"}}],
+        "status": [bfl_task(), bfl_task(status="Pending", result=None, progress=0.4),
+                   bfl_task(status="Content Moderated", result=None)],
+        "create": [{"id": "t", "polling_url": "https://api.eu1.bfl.ai/v1/get_result?id=t"}],
     },
 }

@@ -14,17 +14,21 @@ from tests.providers.helpers import NOW, T0, at
 
 
 def test_registry_order_and_lookup() -> None:
-    assert NAMES == ("crun", "kie", "evolink", "apimart", "toapis", "xingchao")
+    assert NAMES == ("crun", "kie", "evolink", "apimart", "toapis", "xingchao",
+                     "replicate", "fal", "bfl")
     assert all(adapter(n).name == n and ADAPTERS[n] is adapter(n) for n in NAMES)
     with pytest.raises(UnknownProviderError):
         adapter("openai")
 
 
 def test_capabilities() -> None:
-    assert [n for n in NAMES if ADAPTERS[n].has_callbacks] == ["crun", "kie", "evolink"]
-    assert [n for n in NAMES if ADAPTERS[n].signs_callbacks] == ["kie"]
+    assert [n for n in NAMES if ADAPTERS[n].has_callbacks] == [
+        "crun", "kie", "evolink", "replicate", "fal", "bfl"]
+    assert [n for n in NAMES if ADAPTERS[n].signs_callbacks] == ["kie", "replicate", "fal"]
     assert adapter("crun").auth_headers("K") == {"x-api-key": "K"}
-    for name in NAMES[1:]:
+    assert adapter("fal").auth_headers("K") == {"Authorization": "Key K"}
+    assert adapter("bfl").auth_headers("K") == {"x-key": "K"}
+    for name in ("kie", "evolink", "apimart", "toapis", "xingchao", "replicate"):
         assert adapter(name).auth_headers("K") == {"Authorization": "Bearer K"}
 
 

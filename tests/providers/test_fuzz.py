@@ -16,6 +16,7 @@ from afterimage.models import Outcome, ProviderResult
 from afterimage.providers import ADAPTERS, NAMES
 from afterimage.providers.base import ProviderAdapter
 from afterimage.providers.kie import verify_signature
+from afterimage.providers.signing import Trust, VerifyKeys
 from tests.providers.helpers import NOW, SAMPLES
 
 FUZZ = settings(
@@ -132,7 +133,9 @@ everyone = pytest.mark.parametrize("name", NAMES)
 def _check(a: ProviderAdapter, result: ProviderResult) -> None:
     assert result.provider == a.name
     assert isinstance(result.task_id, str) and result.task_id
-    if result.outcome is Outcome.SUCCEEDED:
+    if result.outcome is Outcome.SUCCEEDED and result.fetch:
+        assert not result.urls  # the result is fetched with result_request
+    elif result.outcome is Outcome.SUCCEEDED:
         assert result.urls and all(u.startswith(("http://", "https://")) for u in result.urls)
         assert result.expires_at is not None and result.expires_at.tzinfo is not None
         assert result.completed_at is not None and result.completed_at.tzinfo is not None
@@ -207,6 +210,56 @@ def test_parse_batch_raises_only_adapter_or_api_errors(
         assert len(ids) == len(set(ids)) and set(ids) <= {"t", "u"}
         for result in results:
             _check(a, result)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if SAMPLES[n].get("result")])
+@FUZZ
+@given(data=st.data(), status=statuses, hdrs=headers)
+def test_parse_result_raises_only_adapter_or_api_errors(
+    name: str, data: Any, status: int, hdrs: Any
+) -> None:
+    body = data.draw(bodies_for(name, "result"))
+    a = ADAPTERS[name]
+    try:
+        result = a.parse_result("t", status, hdrs, body, NOW)
+    except ALLOWED:
+        return
+    _check(a, result)
+    assert not result.fetch
+
+
+SIGNATURE_HEADERS = [
+    "X-Webhook-Timestamp", "X-Webhook-Signature", "X-Webhook-Secret", "webhook-id",
+    "webhook-timestamp", "webhook-signature", "X-Fal-Webhook-Request-Id",
+    "X-Fal-Webhook-User-Id", "X-Fal-Webhook-Timestamp", "X-Fal-Webhook-Signature",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if ADAPTERS[n].has_callbacks])
+@FUZZ
+@given(
+    body=st.binary(max_size=100),
+    task_id=st.text(max_size=20),
+    hdrs=st.dictionaries(
+        st.sampled_from(SIGNATURE_HEADERS),
+        st.text(max_size=60) | st.integers(0, 2 * 10**9).map(str)
+        | st.sampled_from(["v1,AAAA", "v1,=", "00" * 64, str(int(NOW.timestamp()))]),
+    ),
+    secrets=st.lists(st.text(max_size=10) | st.just("whsec_AAAA") | st.just("whsec_%"),
+                     min_size=1, max_size=3),
+    public_keys=st.lists(st.binary(min_size=0, max_size=40), max_size=2),
+)
+def test_verify_callback_raises_only_callback_auth_errors(
+    name: str, body: bytes, task_id: str, hdrs: dict[str, str], secrets: list[str],
+    public_keys: list[bytes],
+) -> None:
+    """Whatever the headers and keys, a forged callback is refused with CallbackAuthError."""
+    keys = VerifyKeys(tuple(secrets), tuple(public_keys))
+    try:
+        trust = ADAPTERS[name].verify_callback(body, hdrs, task_id, keys, NOW)
+    except CallbackAuthError:
+        return
+    assert trust is Trust.NONE  # only a provider that signs nothing lets it pass
 
 
 def test_only_apimart_has_a_batch_query() -> None:

@@ -29,7 +29,7 @@ def body(task_id: str) -> bytes:
 
 @pytest.fixture()
 def receiver(redis_url: str) -> Iterator[str]:
-    settings = settings_for(redis_url, kie_hmac_keys=(Secret("retired"), Secret(KEY)))
+    settings = settings_for(redis_url, webhook_secrets={"kie": (Secret("retired"), Secret(KEY))})
     with ServerThread(create_app(settings, check_storage=False)) as server:
         yield server.url
 

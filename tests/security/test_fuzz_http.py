@@ -49,7 +49,7 @@ headers = st.dictionaries(
 
 @pytest.fixture()
 def client(redis_url: str) -> Iterator[httpx.Client]:
-    app = create_app(settings_for(redis_url, kie_hmac_keys=(Secret("kie-key"),)),
+    app = create_app(settings_for(redis_url, webhook_secrets={"kie": (Secret("kie-key"),)}),
                      check_storage=False)
     with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=10) as c:
         yield c

@@ -85,7 +85,12 @@ class ProviderApi:
     def callback_body(self, task: SimTask, now: float) -> dict[str, Any]:
         return self.query_object(task, now)
 
-    def callback_headers(self, task: SimTask, now: float) -> dict[str, str]:
+    def callback_headers(self, task: SimTask, now: float, body: bytes) -> dict[str, str]:
+        """Headers of one callback attempt (signatures) for `body`."""
+        return {}
+
+    def request_options(self, request: Request) -> dict[str, Any]:
+        """Task options the create request carries outside its body (fal's query, path)."""
         return {}
 
     def body_options(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -163,7 +168,8 @@ class ProviderApi:
         if not isinstance(body, dict):
             return self.error(400, INVALID, "the request body must be a JSON object")
         try:
-            opts = TaskOptions.from_mapping(self.body_options(body))
+            opts = TaskOptions.from_mapping(
+                {**self.body_options(body), **self.request_options(request)})
         except ValueError as exc:
             return self.error(422, INVALID, str(exc))
         if self.single_image:

@@ -109,7 +109,7 @@ class KieApi(ProviderApi):
                 obj["task_id"] = task_id
         return body
 
-    def callback_headers(self, task: SimTask, now: float) -> dict[str, str]:
+    def callback_headers(self, task: SimTask, now: float, body: bytes) -> dict[str, str]:
         key = self.ctx.config.kie_webhook_key
         if not key:
             return {}
