@@ -111,7 +111,8 @@ def test_a_provider_refusing_our_key_is_a_502_with_its_status(stack: Stack, prov
     stack.sim.configure(keys={provider: "a-key-we-do-not-have"})
     try:
         r = stack.api.post(f"/v1/providers/{provider}/generations",
-                           json=CREATE_BODIES[provider])
+                           json=CREATE_BODIES[provider],
+                           params={"model": MODELS[provider]} if provider in MODELS else None)
     finally:
         stack.sim.configure(keys={})
     assert r.status_code == 502, r.text

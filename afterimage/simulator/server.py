@@ -46,11 +46,15 @@ def public_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+def jwks_url(base: str) -> str:
+    """Where the simulated fal publishes the keys its webhooks are signed with."""
+    return f"{base}/fal/.well-known/jwks.json"
+
+
 def env_lines(base: str) -> list[str]:
-    """`AFTERIMAGE_<PROVIDER>_BASE_URL=...` for every provider, and where the simulated fal
-    publishes its webhook keys."""
+    """`AFTERIMAGE_<PROVIDER>_BASE_URL=...` for every provider, and AFTERIMAGE_FAL_JWKS_URL."""
     return [*(f"AFTERIMAGE_{p.upper()}_BASE_URL={base}/{p}" for p in PROVIDERS),
-            f"AFTERIMAGE_FAL_JWKS_URL={base}/fal/.well-known/jwks.json"]
+            f"AFTERIMAGE_FAL_JWKS_URL={jwks_url(base)}"]
 
 
 SIM_KEY = "sim-key"  # what the export lines give a provider the simulator takes any key for
@@ -83,6 +87,8 @@ def export_lines(base: str, keys: Mapping[str, str]) -> list[str]:
         name = f"AFTERIMAGE_{p.upper()}"
         lines.append(f"export {name}_BASE_URL={shlex.quote(f'{base}/{p}')} "
                      f"{name}_API_KEY={shlex.quote(keys.get(p, SIM_KEY))}")
+    lines.append(f"export AFTERIMAGE_FAL_JWKS_URL={shlex.quote(jwks_url(base))}"
+                 "   # the keys that verify the simulated fal's webhooks")
     return lines
 
 

@@ -29,7 +29,8 @@ def up_env(data: Path, sim: RunningSimulator, **extra: str) -> dict[str, str]:
     })
     for key, value in sim.env().items():
         env[key] = value
-        env[key.replace("_BASE_URL", "_API_KEY")] = "sim-key"
+        if key.endswith("_BASE_URL"):
+            env[key.replace("_BASE_URL", "_API_KEY")] = "sim-key"
     env.update(extra)
     return env
 

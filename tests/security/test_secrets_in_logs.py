@@ -25,7 +25,7 @@ import pytest
 from afterimage.logs import JsonFormatter, Redactor
 from afterimage.providers import ADAPTERS
 from afterimage.simulator import run_simulator
-from afterimage.tokens import callback_token
+from afterimage.tokens import callback_token, webhook_secret
 from tests.faults.upproc import Up, up_env
 from tests.support import MotoServer, free_port, wait_for
 
@@ -84,8 +84,10 @@ def test_no_secret_reaches_any_log_line(run: tuple[Up, object, Path]) -> None:
     assert isinstance(sim, RunningSimulator)
     callbacks = {p: up.callback_url(p) for p in ADAPTERS if ADAPTERS[p].has_callbacks}
     tasks: list[tuple[str, str]] = []
-    for provider, url in callbacks.items():  # good callbacks, each confirmed by a status query
-        tasks.append((provider, sim.create_task(provider, callback_url=url)["id"]))
+    for provider, url in callbacks.items():  # good callbacks, signed or confirmed by a query
+        made = sim.create_task(provider, callback_url=url, model="fal-ai/flux/dev",
+                               webhook_secret=webhook_secret(SECRET, provider))
+        tasks.append((provider, made["id"]))
     for provider in ("apimart", "toapis"):  # polls
         made = sim.create_task(provider)
         assert up.api.post("/v1/tasks", json={"provider": provider,
@@ -128,6 +130,7 @@ def test_no_secret_reaches_any_log_line(run: tuple[Up, object, Path]) -> None:
     assert any(x.get("event") == "archive_failed" for x in lines)
 
     used = [SECRET, API_TOKEN, KIE_HMAC, NOTIFY_SECRET, *KEYS.values(),
+            sim.context.config.replicate_webhook_secret, webhook_secret(SECRET, "bfl"),
             kie_signature("k1", "1", BAD_KIE_SIGNATURE_KEY),
             *(callback_token(SECRET, p) for p in ADAPTERS)]
     for provider, task_id in [*tasks, ("evolink", broken)]:

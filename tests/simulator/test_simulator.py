@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from afterimage.providers import NAMES
 from afterimage.settings import Settings
 from afterimage.simulator import RunningSimulator, run_simulator
 from afterimage.simulator.cli import simulate
@@ -908,12 +909,14 @@ def test_simulate_command_prints_ready_to_paste_exports() -> None:
                            text=True, check=True)
     pasted = dict(line.split("=", 1) for line in shell.stdout.splitlines() if "=" in line)
     assert pasted["AFTERIMAGE_DOWNLOAD_ALLOW_CIDRS"] == "127.0.0.0/8"
-    for p in PROVIDERS:
+    assert pasted["AFTERIMAGE_FAL_JWKS_URL"] == f"http://127.0.0.1:{port}/fal/.well-known/jwks.json"
+    for p in NAMES:
         assert pasted[f"AFTERIMAGE_{p.upper()}_BASE_URL"] == f"http://127.0.0.1:{port}/{p}"
         assert pasted[f"AFTERIMAGE_{p.upper()}_API_KEY"] == ("kie's key" if p == "kie"
                                                               else "sim-key")
     settings = Settings.from_env(pasted)  # afterimage reads them as meant
-    assert set(settings.api_keys) == set(PROVIDERS)
+    assert set(settings.api_keys) == set(NAMES)
+    assert settings.keys_urls["fal"] == pasted["AFTERIMAGE_FAL_JWKS_URL"]
     assert [str(n) for n in settings.download_allow_cidrs] == ["127.0.0.0/8"]
 
 
