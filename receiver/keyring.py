@@ -3,14 +3,15 @@
 Keys are configured (AFTERIMAGE_KIE_WEBHOOK_HMAC_KEY, AFTERIMAGE_REPLICATE_WEBHOOK_SECRET),
 derived from AFTERIMAGE_SECRET and handed out (bfl), or fetched with the request the adapter
 builds (replicate's account secret, fal's JWKS): cached for the adapter's `keys_max_age`, and
-fetched again when a signature is by no key we hold — at most once per REFETCH_EVERY seconds
-per provider, so forged callbacks cannot make us hammer the provider.
+fetched again when a signature is by no key we hold — such re-fetches at most once per
+REFETCH_EVERY seconds per provider, so forged callbacks cannot make us hammer the provider.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -26,7 +27,8 @@ from afterimage.settings import Settings
 from afterimage.tokens import webhook_secret
 
 log = logging.getLogger("afterimage.receiver")
-REFETCH_EVERY = 60.0
+REFETCH_EVERY = 60.0  # seconds between re-fetches for signatures by unknown keys
+RETRY_FAILED = 10.0  # seconds after a failed fetch before the next one
 
 
 class Keyring:
@@ -34,7 +36,8 @@ class Keyring:
         self.settings = settings
         self.http: httpx.Client | None = None  # made at the first fetch
         self._fetched: dict[str, VerifyKeys] = {}
-        self._tried_at: dict[str, float] = {}  # monotonic time of the last fetch per provider
+        self._refetched_at: dict[str, float] = {}  # monotonic time of the last re-fetch
+        self._failed_at: dict[str, float] = {}  # monotonic time of the last failed fetch
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def verify(
@@ -72,13 +75,19 @@ class Keyring:
             current = self._fetched.get(a.name)
             if current is not held and current is not None:  # fetched while we waited
                 return current
-            last = self._tried_at.get(a.name)
-            if last is None or time.monotonic() - last >= REFETCH_EVERY:
-                self._tried_at[a.name] = time.monotonic()
+            now = time.monotonic()
+            if stale:  # none held, or too old: fetch, unless that just failed
+                allowed = now - self._failed_at.get(a.name, -math.inf) >= RETRY_FAILED
+            else:  # a signature by a key we do not hold: fetch again, at most once a minute
+                allowed = now - self._refetched_at.get(a.name, -math.inf) >= REFETCH_EVERY
+            if allowed:
+                if not stale:
+                    self._refetched_at[a.name] = now
                 fetched = await run_in_threadpool(self._fetch, a)
                 if fetched is not None:
                     self._fetched[a.name] = fetched
                     return fetched
+                self._failed_at[a.name] = now
             return held if held is not None and not stale else empty
 
     def _fetch(self, a: ProviderAdapter) -> VerifyKeys | None:

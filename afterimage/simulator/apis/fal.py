@@ -125,6 +125,7 @@ class FalApi(ProviderApi):
                 "X-Fal-Webhook-Timestamp": stamp, "X-Fal-Webhook-Signature": signature}
 
     async def jwks(self, request: Request) -> Response:
+        self.ctx.store.count(self.name, "jwks_fetches")
         keys = []
         for key in (self.ctx.fal_key, *self.ctx.fal_old_keys):
             raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)

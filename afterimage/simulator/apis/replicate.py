@@ -42,6 +42,7 @@ class ReplicateApi(ProviderApi):
     async def webhook_secret(self, request: Request) -> Response:
         if not self.authorized(request):
             return self.unauthorized()
+        self.ctx.store.count(self.name, "secret_fetches")
         return JSONResponse({"key": self.ctx.config.replicate_webhook_secret})
 
     def create_reply(self, task: SimTask, now: float) -> dict[str, Any]:
