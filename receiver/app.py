@@ -75,7 +75,8 @@ def create_app(settings: Settings, *, check_storage: bool = True) -> Callbacks:
                 chore.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await chore
-            await metrics.flush(rt)
+            with contextlib.suppress(*metrics.REDIS_ERRORS):  # the counts are lost, not the app
+                await metrics.flush(rt)
             app.state.http.close()
             await client.aclose()
 

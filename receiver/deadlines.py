@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+log = logging.getLogger("afterimage.receiver")
 SWEEP_SECONDS = 0.25
 
 
@@ -43,9 +45,14 @@ class BodyDeadlines:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
-            now = loop.time()
-            late = [task for task, deadline in self._reading.items() if deadline <= now]
-            for task in late:
-                del self._reading[task]
-                self._expired.add(task)
-                task.cancel()
+            try:
+                self._sweep(loop.time())
+            except Exception:  # a bug here must not leave bodies without a time limit
+                log.exception("body deadlines: unexpected error in the sweep; going on")
+
+    def _sweep(self, now: float) -> None:
+        late = [task for task, deadline in self._reading.items() if deadline <= now]
+        for task in late:
+            del self._reading[task]
+            self._expired.add(task)
+            task.cancel()

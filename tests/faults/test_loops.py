@@ -53,9 +53,9 @@ def callback_task(stack: Stack) -> str:
     return str(made["id"])
 
 
-def polled_task(stack: Stack) -> str:
+def polled_task(stack: Stack, **sim: float) -> str:
     """A task of a provider without callbacks: only the poller can find its result."""
-    reply = stack.api.post("/v1/providers/xingchao/generations", json={**BODY, "sim": {}})
+    reply = stack.api.post("/v1/providers/xingchao/generations", json={**BODY, "sim": sim})
     assert reply.status_code == 201, reply.text
     return str(reply.json()["task"]["task_id"])
 
@@ -97,21 +97,26 @@ def test_malformed_inbox_entries_are_set_aside_and_dispatching_goes_on(stack: St
 def test_loops_meeting_an_unexpected_error_keep_running(stack: Stack) -> None:
     started = time.time()
     wait_for(lambda: all_beat_since(stack, started), 30, "every loop to beat")
-    # Keys of the wrong type: every Redis command of the dispatcher, the deadline sweep and
-    # the poller's claim fails with WRONGTYPE, an error none of them expects.
-    stack.db.delete(keys.INBOX)
-    stack.db.set(keys.INBOX, "not a stream")
-    stack.db.set(keys.DEADLINES, "not a sorted set")
-    stack.db.set(keys.due("xingchao"), "not a sorted set")
-    wait_for(lambda: logged(stack, '"dispatcher: unexpected error (ResponseError: WRONGTYPE'),
-             30, "the dispatcher to meet the error")
-    wait_for(lambda: logged(stack, '"deadlines: unexpected error (ResponseError: WRONGTYPE'),
-             30, "the deadline sweep to meet the error")
-    wait_for(lambda: logged(stack, '"poller: unexpected error (ResponseError: WRONGTYPE'),
-             30, "the poller to meet the error")
-    stack.db.delete(keys.INBOX, keys.DEADLINES, keys.due("xingchao"))
+    # Keys of the wrong type: every Redis command of the dispatcher, the deadline sweep, the
+    # poller's claim and recovery's promotion of retries fails with WRONGTYPE, an error none
+    # of them expects.
+    broken = [keys.INBOX, keys.DEADLINES, keys.due("xingchao"), "rq:scheduled:afterimage"]
+    stack.db.delete(*broken)
+    for key in broken:
+        stack.db.set(key, "not what it should be")
+    for loop in ("dispatcher", "deadlines", "poller", "recovery"):
+        wait_for(lambda c=loop: logged(stack, f'"{c}: unexpected error (ResponseError: WRONGTYPE'),
+                 30, f"{loop} to meet the error")
+    stack.db.delete(*broken)
+    # The metrics flush of the poller: its counts of a slow task's polls cannot be written.
+    stack.db.set(keys.METRICS, "not a hash")
+    slow = polled_task(stack, delay=3.0)
+    wait_for(lambda: logged(stack, '"metrics: unexpected error (ResponseError: '), 30,
+             "the metrics flush to meet the error")
+    stack.db.delete(keys.METRICS)
     mended = time.time()
-    tasks = [("evolink", callback_task(stack)), ("xingchao", polled_task(stack))]
+    tasks = [("evolink", callback_task(stack)), ("xingchao", polled_task(stack)),
+             ("xingchao", slow)]
     everything_archived(stack, tasks)
     wait_for(lambda: all_beat_since(stack, mended), 60, "every loop to beat again")
     assert all(p.poll() is None for p in stack.procs.values())
