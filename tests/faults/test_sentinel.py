@@ -17,7 +17,7 @@ import pytest
 from receiver import create_app
 from tests.receiver.test_callbacks import cb_url, completed, settings_for
 from tests.sentinels import SentinelCluster
-from tests.stack import Stack, running_stack
+from tests.stack import TOKEN, Stack, running_stack
 from tests.support import MotoServer, ServerThread, wait_for
 
 
@@ -88,14 +88,14 @@ def test_every_acknowledged_task_ends_archived_across_a_failover(
             wait_for(lambda: len(acked) >= 40, 60, "40 acknowledged before the kill")
             # the workers and the poller are connected to the primary and at work
             wait_for(lambda: sum(stack.task("evolink", i)["state"] == "archived"
-                                 for i in list(acked)) >= 10, 60, "10 archived before the kill")
+                                 for i in list(acked)) >= 10, 120, "10 archived before the kill")
             old = cluster.a
             cluster.a.stop(kill=True)
             wait_for(lambda: cluster.primary_port() == cluster.b.port, 60,
                      "the sentinels to promote the replica")
             old.start(primary=cluster.b.port)  # the old primary rejoins as a replica
             failed_over.set()
-            wait_for(lambda: len(after) >= 40, 90, "40 acknowledged after the failover")
+            wait_for(lambda: len(after) >= 40, 120, "40 acknowledged after the failover")
         finally:
             stop.set()
             for t in threads:
@@ -120,7 +120,9 @@ def _send(stack: Stack, client: httpx.Client, task_id: str, *, callback: bool) -
             reply = client.post(stack.callback_url("evolink"), json=body)
             ok = reply.status_code == 200
         else:
-            reply = stack.api.post("/v1/tasks", json={"provider": "evolink", "task_id": task_id})
+            reply = client.post(f"{stack.settings.public_url}/v1/tasks",
+                                headers={"Authorization": f"Bearer {TOKEN}"},
+                                json={"provider": "evolink", "task_id": task_id})
             ok = reply.status_code == 201
     except httpx.HTTPError:
         return False
