@@ -5,7 +5,7 @@ providers follow afterimage.poll_plan: what this deployment has learned about th
 times, inside AFTERIMAGE_POLL_DETECTION_SECONDS, never earlier or more often than their docs
 allow. Learned ages are kept unscaled, so a scaled test or benchmark learns the same plan.
 
-Where a provider's links live short (less than an hour: replicate, fal, bfl), no wait is longer
+Where a provider's links live short (an hour or less: replicate, fal, bfl), no wait is longer
 than a twentieth of their life, so the fallback poll and the archive both fit in a tenth of it;
 such tasks are archived ahead of others (`urgent`)."""
 
@@ -16,7 +16,7 @@ from afterimage.poll_plan import Guidance, Sketch
 from afterimage.providers import adapter
 from afterimage.settings import Settings
 
-SHORT_LIVED = 3600.0  # links that live less than this get the tight schedule
+SHORT_LIVED = 3600.0  # links that live this long or less get the tight schedule
 GAP_SHARE = 1 / 20  # of a short link life: the longest wait between polls
 URGENT_SHARE = 1 / 8  # archived ahead of others once less than this share of the life is left
 
@@ -24,15 +24,15 @@ URGENT_SHARE = 1 / 8  # archived ahead of others once less than this share of th
 def _cap(provider: str) -> float:
     """The longest wait between two polls of the provider's tasks, unscaled."""
     life = adapter(provider).link_lifetime.total_seconds()
-    return life * GAP_SHARE if life < SHORT_LIVED else float("inf")
+    return life * GAP_SHARE if life <= SHORT_LIVED else float("inf")
 
 
 def urgent(provider: str, expires_at: float | None, now: float) -> bool:
     """Is a task whose links die at `expires_at` to be archived ahead of the others? Yes when
-    its provider's links live less than an hour at all, or when less than an eighth of their
+    its provider's links live an hour or less at all, or when less than an eighth of their
     life is left (three hours of a day's links)."""
     life = adapter(provider).link_lifetime.total_seconds()
-    if life < SHORT_LIVED:
+    if life <= SHORT_LIVED:
         return True
     return expires_at is not None and expires_at - now < life * URGENT_SHARE
 
