@@ -105,8 +105,8 @@ def test_replicate_forged_stale_missing_and_replayed_are_401(
     good = standard_headers(account, body)
     refused = {
         "forged": standard_headers(whsec(), body),
-        "stale": standard_headers(account, body, stamp=time.time() - 301),
-        "future": standard_headers(account, body, stamp=time.time() + 301),
+        "stale": standard_headers(account, body, stamp=time.time() - 310),
+        "future": standard_headers(account, body, stamp=time.time() + 310),
         "no signature": {k: v for k, v in good.items() if k != "webhook-signature"},
         "no id": {k: v for k, v in good.items() if k != "webhook-id"},
         "other id": good | {"webhook-id": "msg_2"},
@@ -192,7 +192,7 @@ def test_fal_stale_missing_and_replayed_are_401(receiver: str, sim: RunningSimul
     body = fal_body("f-4")
     good = fal_headers(key, "f-4", body)
     refused = {
-        "stale": fal_headers(key, "f-4", body, stamp=time.time() - 301),
+        "stale": fal_headers(key, "f-4", body, stamp=time.time() - 310),
         "other request": fal_headers(key, "f-5", body),
         "no signature": {k: v for k, v in good.items() if k != "X-Fal-Webhook-Signature"},
         "no timestamp": {k: v for k, v in good.items() if k != "X-Fal-Webhook-Timestamp"},
