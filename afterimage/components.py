@@ -31,7 +31,7 @@ from afterimage.errors import LedgerUnavailableError
 
 log = logging.getLogger("afterimage.components")
 # The names are part of the metric's contract (alert rules use them).
-COMPONENTS = ("dispatcher", "recovery", "poller", "deadlines", "events", "metrics")
+COMPONENTS = ("dispatcher", "recovery", "poller", "deadlines", "retention", "events", "metrics")
 BEAT_EVERY = 1.0
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 30.0

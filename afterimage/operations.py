@@ -33,6 +33,7 @@ from afterimage.errors import (
 from afterimage.ledger import AsyncLedger, index_key, move_args, replay_args
 from afterimage.models import Task, TaskState, parse_moment, task_id_problem
 from afterimage.providers import NAMES, adapter
+from afterimage.retention import ManifestStore, archived_task, restore_args
 from afterimage.schedule import first_poll, learns
 from afterimage.settings import Settings
 from afterimage.tokens import callback_url
@@ -128,14 +129,22 @@ def check_ref(settings: Settings, provider: str, model: Any, status_url: Any) ->
 async def track(
     ledger: AsyncLedger, settings: Settings, provider: str, task_id: str,
     metadata: Mapping[str, Any] | None = None, model: str | None = None,
-    status_url: str | None = None,
+    status_url: str | None = None, *, store: ManifestStore | None = None,
 ) -> Tracked:
     """Start tracking a task submitted elsewhere: pending, its first poll due, with the model
-    and polling URL its status query needs. A known task is left as it is."""
+    and polling URL its status query needs. A known task is left as it is. With `store`, a
+    task that retention removed from Redis and whose manifest is in the bucket is recorded
+    `archived` again from it at once (nothing fetched or written; without `store` its archive
+    job does the same once the poller has its result)."""
     provider, task_id = task_ref(provider, task_id)
     if metadata is not None and not isinstance(metadata, Mapping):
         raise InvalidRequestError("metadata must be a JSON object")
     check_ref(settings, provider, model, status_url)
+    if store is not None and await ledger.get(provider, task_id) is None:
+        found = await asyncio.to_thread(archived_task, store, provider, task_id)
+        if found is not None:
+            await ledger.move(restore_args(found[0], "none"))
+            return Tracked(await _get(ledger, provider, task_id), False)
     created = await _start(ledger, settings, provider, task_id, metadata, model, status_url)
     return Tracked(await _get(ledger, provider, task_id), created)
 

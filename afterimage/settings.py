@@ -59,6 +59,7 @@ class Settings:
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     forwarded_allow_ips: str | None = None
+    retention_seconds: float = 30 * 86400.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -107,6 +108,7 @@ class Settings:
             callback_read_timeout=_number(get, "CALLBACK_READ_TIMEOUT", 10.0),
             **_tls(get("TLS_CERT_FILE"), get("TLS_KEY_FILE")),
             forwarded_allow_ips=get("FORWARDED_ALLOW_IPS"),
+            retention_seconds=_retention(_number(get, "RETENTION_SECONDS", 30 * 86400.0)),
         )
 
     def with_(self, **changes: object) -> Settings:
@@ -214,6 +216,12 @@ def _count(get: object, name: str) -> int:
     if value < 0 or value != int(value):
         raise ConfigError(f"AFTERIMAGE_{name} must be a whole number, 0 or more")
     return int(value)
+
+
+def _retention(seconds: float) -> float:
+    if seconds < 0:
+        raise ConfigError(f"AFTERIMAGE_RETENTION_SECONDS must not be negative, not {seconds:g}")
+    return seconds
 
 
 def _notify_url(url: str | None, secret: str | None) -> str | None:

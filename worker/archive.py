@@ -18,6 +18,7 @@ from afterimage.manifest import manifest_bytes
 from afterimage.metrics import ARCHIVE_JOBS, ARCHIVE_SECONDS, ARCHIVED_BYTES, ARCHIVED_IMAGES
 from afterimage.models import ImageRecord, Outcome, ProviderResult, Task, TaskState
 from afterimage.provider_api import query_status
+from afterimage.retention import archived_task, restore_args
 from afterimage.schedule import poll_gap
 from worker import notify
 from worker.context import Context, context
@@ -62,6 +63,8 @@ def _run(ctx: Context, provider: str, task_id: str, generation: int) -> str:
         return f"skipped: {state}"
     ctx.ledger.count_attempt(provider, task_id)
     try:
+        if (done := _restore(ctx, task)) is not None:
+            return done
         return _archive(ctx, task)
     except errors.AfterimageError as exc:
         if _retrying(exc):
@@ -73,6 +76,26 @@ def _run(ctx: Context, provider: str, task_id: str, generation: int) -> str:
         if getattr(exc, "transient", False):
             raise
         return f"archive_failed: {exc}"
+
+
+def _restore(ctx: Context, task: Task) -> str | None:
+    """A task whose manifest is already in the bucket (a late callback or a replay of a task
+    that retention removed from Redis, or a run that stopped after its manifest) is archived
+    from the manifest: nothing is downloaded, asked or written. Its completion event is
+    queued again (at least once: a run that stopped after its manifest never sent it)."""
+    found = archived_task(ctx.store, task.provider, task.task_id)
+    if found is None:
+        return None
+    stored, manifest = found
+    move = ctx.ledger.move(restore_args(stored, "queued", expect_gen=task.generation))
+    log.info("archive %s %s: already archived (manifest.json is stored)%s", task.provider,
+             task.task_id, "" if move.ok else f" (state had become {move.previous})",
+             extra=_where(task, "archived_from_manifest",
+                          TaskState.ARCHIVED if move.ok else move.previous))
+    if move.ok:
+        notify.enqueue(ctx, task, manifest,
+                       ctx.store.key(task.provider, task.task_id, "manifest.json"))
+    return "archived: from its manifest"
 
 
 def _archive(ctx: Context, task: Task, may_resign: bool = True) -> str:

@@ -33,6 +33,7 @@ CLAIM_IDLE_MS = 30_000
 BLOCK_SECONDS = 1.0  # how long one read of the inbox waits for entries
 MALFORMED_KEPT = 1000
 Entry = tuple[bytes, dict[bytes, bytes]]
+ENDED = frozenset(("finished", "failed", "stopped", "canceled"))  # RQ's JobStatus values
 
 
 class Dispatcher:
@@ -101,9 +102,14 @@ class Dispatcher:
             self._set_aside(malformed)
         pipe = self.redis.pipeline(transaction=False)
         for job_id, *_ in wanted:
-            pipe.exists(Job.key_for(job_id))
-        exists = pipe.execute()
-        fresh = {w[0]: w for w, e in zip(wanted, exists, strict=True) if not e}
+            pipe.hget(Job.key_for(job_id), "status")
+        statuses = pipe.execute()
+        # A job still to run (or running) is not made twice. One that has ended is made again:
+        # a task removed by retention and brought back by a late callback starts again at
+        # generation 1, whose job may still be kept (result_ttl); for a redelivered entry the
+        # new run finds nothing to do.
+        fresh = {w[0]: w for w, s in zip(wanted, statuses, strict=True)
+                 if s is None or s.decode() in ENDED}
         retry = Retry(max=self.retries, interval=RETRY_INTERVALS[: self.retries]) \
             if self.retries > 0 else None
         for queue, urgent in ((self.urgent, True), (self.queue, False)):

@@ -27,6 +27,7 @@ from afterimage.metrics import POLL_QUERIES, Tally, flush
 from afterimage.models import Outcome, ProviderResult, Task, TaskRef, TaskState
 from afterimage.provider_api import new_client, query_batch, query_status
 from afterimage.providers import adapter
+from afterimage.retention import Retention
 from afterimage.schedule import learns, poll_gap
 from afterimage.settings import Settings
 
@@ -37,6 +38,7 @@ BATCH_LOOKAHEAD = 2.0  # a batch query also takes tasks due this much later
 ERROR_BACKOFF = 30.0
 JOB_GRACE = 900.0  # a queued task's job may still be running this long after it was queued
 HOUSEKEEPING_EVERY = 1.0  # deadline sweep and metrics flush: each loop runs this often
+RETENTION_EVERY = 10.0  # the retention sweep (at once again while a sweep fills its limit)
 
 
 class Poller:
@@ -312,8 +314,8 @@ class Poller:
 
 def run_poller(settings: Settings, stop: threading.Event | None = None,
                interval: float = 0.5) -> None:
-    """Poll, sweep deadlines and flush metrics until `stop` is set (or forever): three loops
-    that survive any error (afterimage.components)."""
+    """Poll, sweep deadlines, remove what outlived the retention and flush metrics until `stop`
+    is set (or forever): four loops that survive any error (afterimage.components)."""
     client = redis_client.connect(settings)
     poller = Poller(settings, client)
     if not poller.providers:
@@ -334,7 +336,17 @@ def run_poller(settings: Settings, stop: threading.Event | None = None,
         poller.flush_metrics()
         return HOUSEKEEPING_EVERY
 
+    retention = Retention(client, settings.retention_seconds)
+
+    def retire() -> float:
+        removed = retention.sweep()
+        if removed:
+            log.info("retention: %d final task(s) removed from Redis", removed,
+                     extra={"event": "retention_swept"})
+        return 0.0 if removed >= retention.sweep_max else RETENTION_EVERY
+
     loops = [components.start("deadlines", client, sweep, stop),
+             components.start("retention", client, retire, stop),
              components.start("metrics", client, write_metrics, stop)]
     components.run_loop("poller", client, poll, stop)
     for loop in loops:
