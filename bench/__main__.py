@@ -6,14 +6,16 @@ Figures are ratios to a baseline measured side by side in the same run; see benc
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from bench import archive_large, archive_small, e2e, ingest, poller
+from bench import archive_large, archive_small, e2e, ingest, poller, retention
 from bench.common import ROOT, Results, table, write_json
 
 BENCHES = {
@@ -22,7 +24,24 @@ BENCHES = {
     "large": archive_large.run,
     "e2e": e2e.run,
     "poller": poller.run,
+    "retention": retention.run,
 }
+
+
+def merged(fresh: dict[str, Any], out: Path, chosen: list[str]) -> dict[str, Any]:
+    """The results of this run, with the rows of the benchmarks it did not run kept from the
+    file it replaces (so `--only retention` leaves the others' figures in place; each row
+    keeps the run it came from in `extra.run`)."""
+    if set(chosen) == set(BENCHES) or not out.exists():
+        return fresh
+    try:
+        old = json.loads(out.read_text())
+    except ValueError:
+        return fresh
+    run = {k: old.get(k) for k in ("started", "machine")}
+    kept = [{**row, "extra": {**row.get("extra", {}), "run": row.get("extra", {}).get("run", run)}}
+            for row in old.get("rows", []) if row.get("bench") not in chosen]
+    return {**fresh, "rows": kept + fresh["rows"]}
 
 
 def main() -> int:
@@ -71,7 +90,7 @@ def main() -> int:
     print(table(results.rows))
     out = args.out or (None if args.smoke else ROOT / "bench" / "results.json")
     if out is not None:
-        write_json(out, results.to_json())
+        write_json(out, merged(results.to_json(), out, chosen))
         print(f"\nwritten: {out}")
     return 1 if failed else 0
 

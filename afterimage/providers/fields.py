@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -188,18 +188,17 @@ def succeeded(
 
 
 def result_urls(provider: str, field: str, value: object) -> tuple[str, ...]:
-    """The result URLs of a succeeded task (one string or a list): at least one, each http(s)."""
+    """The result URLs of a succeeded task (one string or a list): at least one, each a
+    non-empty string. Whether a URL may be fetched (scheme, address, allow-list) is decided
+    once, by the download's URL policy (worker/download.py): a task whose URLs are refused
+    there ends `archive_failed` with `unsafe_url`, instead of its result being refused here."""
     urls = [value] if isinstance(value, str) else value
     if not isinstance(urls, list) or not urls:
         raise AdapterError(provider, field, "a succeeded task carries no result URLs")
     for i, url in enumerate(urls):
-        try:
-            parts = urlsplit(url) if isinstance(url, str) else None
-        except ValueError:
-            parts = None
-        if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-            raise AdapterError(provider, f"{field}[{i}]", f"not an http(s) URL: {url!r:.100}")
-    return tuple(urls)
+        if not isinstance(url, str) or not url.strip():
+            raise AdapterError(provider, f"{field}[{i}]", f"not a URL: {url!r:.100}")
+    return tuple(url.strip() for url in urls)
 
 
 def same_task(provider: str, field: str, asked: str, got: str | None) -> str:

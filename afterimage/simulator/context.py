@@ -51,6 +51,7 @@ class TaskOptions:
     error_code: str | None = None
     error_message: str | None = None
     webhook_secret: str | None = None  # echoed in X-Webhook-Secret (bfl)
+    result_url: str | None = None  # handed out instead of the image links (any string)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TaskOptions:
@@ -77,7 +78,8 @@ class TaskOptions:
             if outcome is None:
                 raise ValueError("outcome must be succeeded or failed")
             opts.outcome = outcome
-        for name in ("callback_url", "model", "error_code", "error_message", "webhook_secret"):
+        for name in ("callback_url", "model", "error_code", "error_message", "webhook_secret",
+                     "result_url"):
             if values.get(name) is not None:
                 if not isinstance(values[name], str):
                     raise ValueError(f"{name} must be a string")
@@ -165,6 +167,7 @@ class SimContext:
             callback_url=opts.callback_url,
             error_code=opts.error_code,
             error_message=opts.error_message,
+            result_url=opts.result_url,
         )
         if not self.store.add(task):
             return None
@@ -186,6 +189,8 @@ class SimContext:
 
     def links(self, task: SimTask, now: float, resign: bool = True) -> list[str]:
         """The image URLs a status query hands out now (re-signed when that fault is on)."""
+        if task.result_url is not None:
+            return [task.result_url]
         expires = math.floor(task.link_exp)  # what the URL carries
         dead = now >= expires or expires <= task.revoked_before
         if dead and resign and self.faults.for_provider(task.provider).resign:

@@ -4,7 +4,9 @@ GET    /_sim                              base URLs, env lines, the route list
 POST   /_sim/tasks                        {"provider", "id"?, "delay"?, "images"?, "format"?,
                                            "width"?, "height"?, "bytes"?, "outcome"?,
                                            "link_ttl"?, "callback_url"?, "model"?,
-                                           "error_code"?, "error_message"?} -> 201 the task
+                                           "error_code"?, "error_message"?, "result_url"?
+                                           (handed out instead of the image links)}
+                                           -> 201 the task
 GET    /_sim/tasks/{provider}/{id}        the task (if known) with "queries" {"count", "log":
                                            [{"at", "status", "batch"}]}, "downloads" {url: n},
                                            "callbacks" {"attempts", "delivered", "failed",

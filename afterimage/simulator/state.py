@@ -50,6 +50,7 @@ class SimTask:
     callback_url: str | None = None
     error_code: str | None = None
     error_message: str | None = None
+    result_url: str | None = None  # handed out instead of the image links
     link_exp: float = 0.0  # expiry of the links a status query hands out now
     revoked_before: float = 0.0  # links expiring at or before this are dead
     queries: list[QueryRecord] = field(default_factory=list)

@@ -93,15 +93,22 @@ def test_timestamp_readable() -> None:
         ([], "u"),
         ({"a": "https://x/y"}, "u"),
         (["https://x/y", None], "u[1]"),
-        (["http://[::1"], "u[0]"),
-        (["https:///nohost"], "u[0]"),
-        (["gopher://x/y"], "u[0]"),
+        ([""], "u[0]"),
+        (["  "], "u[0]"),
+        ([7], "u[0]"),
     ],
 )
 def test_result_urls_refuses(value: object, field: str) -> None:
     with pytest.raises(AdapterError) as info:
         result_urls("p", "u", value)
     assert info.value.field == field
+
+
+def test_result_urls_leaves_the_url_policy_to_the_download() -> None:
+    # Refused or not, a URL is the download's to judge (the task ends archive_failed,
+    # unsafe_url): the result itself is read.
+    odd = ["gopher://x/y", "file:///etc/passwd", "http://[::1", "https:///nohost", "not a url"]
+    assert result_urls("p", "u", odd) == tuple(odd)
 
 
 def test_result_urls_accepts_a_string_or_a_list() -> None:
