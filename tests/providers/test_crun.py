@@ -116,7 +116,7 @@ def test_malformed_callback(case: str, body: Any, field: str) -> None:
         (env(None), "data"),
         (env(crun_data(task_id="other")), "data.task_id"),
         (crun_data(), "code"),  # a status reply always has the envelope
-        (env(crun_data(result={"media_urls": "nope"})), "result.media_urls[0]"),
+        (env(crun_data(result={"media_urls": [""]})), "result.media_urls[0]"),
         (b"", "(body)"),
     ],
 )
