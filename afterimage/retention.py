@@ -81,9 +81,10 @@ def archived_task(store: ManifestStore, provider: str, task_id: str) -> tuple[Ta
 
 
 def restore_args(task: Task, allowed: str, *, expect_gen: int | None = None,
-                 now: float | None = None) -> list[str]:
+                 now: float | None = None, event: str | None = None) -> list[str]:
     """The transition that records a task removed by retention as `archived` again, from its
-    manifest (`task`, from archived_task): images, metadata, model and completion time."""
+    manifest (`task`, from archived_task): images, metadata, model and completion time; with
+    `event`, its completion event (ledger.move_args)."""
     fields: dict[str, str | float | None] = {
         "img": json.dumps(list(task.images)), "err": None, "urls": None,
         "md": json.dumps(task.metadata) if task.metadata else None,
@@ -91,4 +92,4 @@ def restore_args(task: Task, allowed: str, *, expect_gen: int | None = None,
         "ca": task.completed_at.timestamp() if task.completed_at else None,
     }
     return move_args(task.provider, task.task_id, TaskState.ARCHIVED, allowed=allowed,
-                     expect_gen=expect_gen, now=now, fields=fields)
+                     expect_gen=expect_gen, now=now, event=event, fields=fields)

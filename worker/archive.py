@@ -82,19 +82,18 @@ def _restore(ctx: Context, task: Task) -> str | None:
     """A task whose manifest is already in the bucket (a late callback or a replay of a task
     that retention removed from Redis, or a run that stopped after its manifest) is archived
     from the manifest: nothing is downloaded, asked or written. Its completion event is
-    queued again (at least once: a run that stopped after its manifest never sent it)."""
+    recorded again (at least once: a run that stopped after its manifest never sent it)."""
     found = archived_task(ctx.store, task.provider, task.task_id)
     if found is None:
         return None
     stored, manifest = found
-    move = ctx.ledger.move(restore_args(stored, "queued", expect_gen=task.generation))
+    key = ctx.store.key(task.provider, task.task_id, "manifest.json")
+    move = ctx.ledger.move(restore_args(stored, "queued", expect_gen=task.generation,
+                                        event=notify.event_body(ctx, manifest, key)))
     log.info("archive %s %s: already archived (manifest.json is stored)%s", task.provider,
              task.task_id, "" if move.ok else f" (state had become {move.previous})",
              extra=_where(task, "archived_from_manifest",
                           TaskState.ARCHIVED if move.ok else move.previous))
-    if move.ok:
-        notify.enqueue(ctx, task, manifest,
-                       ctx.store.key(task.provider, task.task_id, "manifest.json"))
     return "archived: from its manifest"
 
 
