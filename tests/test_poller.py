@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from afterimage import keys
 from tests.stack import Stack, running_stack
 from tests.support import MotoServer, wait_for
 
@@ -134,3 +136,43 @@ def test_the_first_query_follows_the_completion_times_learned(make_stack: Any) -
     stack.wait_state("apimart", fresh, "archived", timeout=60)
     assert first_query_age(fresh) >= 55  # learned: completions come at 55-60 s
     assert len(queries(stack, "apimart", fresh)) == 1
+
+
+def test_two_pollers_never_ask_a_slow_provider_twice_for_one_due_time(make_stack: Any) -> None:
+    # Every status query takes 5 s, longer than the 3 s lease: the poller asking renews its
+    # lease meanwhile, so the other never takes the task. Each next query of a task comes
+    # only after the reply to the one before.
+    env = {"AFTERIMAGE_POLL_SCALE": "0.25", "AFTERIMAGE_POLL_LEASE_SECONDS": "3"}
+    stack = make_stack(env, poller=True)
+    stack.start("poller", name="poller2")
+    stack.sim.set_faults("toapis", slow_status=5.0)
+    ids = [submit(stack, "toapis", delay=18.0) for _ in range(6)]
+    for task_id in ids:
+        stack.wait_state("toapis", task_id, "archived", timeout=120)
+    for task_id in ids:
+        times = [q["at"] for q in queries(stack, "toapis", task_id)]
+        assert len(times) >= 2, times
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert min(gaps) >= 4.5, (task_id, gaps)
+
+
+def test_a_pending_task_nobody_can_ask_about_ends_never_completed(make_stack: Any) -> None:
+    # No API key: xingchao (no callbacks) cannot be polled, and evolink's callback never
+    # comes (dropped). Both end expired at the give-up time, never asked about.
+    env = {"AFTERIMAGE_POLL_SCALE": "0.1", "AFTERIMAGE_POLL_GIVE_UP_SECONDS": "3"}
+    stack = make_stack(env, poller=True, keys=False)
+    stack.sim.set_faults("evolink", drop=1.0)
+    made = stack.sim.create_task("evolink", callback_url=stack.callback_url("evolink"))
+    tracked = [("xingchao", "never-asked-1"), ("evolink", str(made["id"]))]
+    for provider, task_id in tracked:
+        r = stack.api.post("/v1/tasks", json={"provider": provider, "task_id": task_id})
+        assert r.status_code == 201, r.text
+    for provider, task_id in tracked:
+        task = stack.wait_state(provider, task_id, "expired", timeout=30)
+        assert task["error"]["code"] == "never_completed"
+        assert f"AFTERIMAGE_{provider.upper()}_API_KEY" in task["error"]["message"]
+        lived = (datetime.fromisoformat(task["updated_at"].replace("Z", "+00:00"))
+                 - datetime.fromisoformat(task["created_at"].replace("Z", "+00:00")))
+        assert lived.total_seconds() >= 3  # at the give-up time, not before
+        assert stack.db.zscore(keys.due(provider), task_id) is None
+        assert queries(stack, provider, task_id) == []

@@ -3,7 +3,10 @@
 The schedule is a sorted set per provider (score = next poll time), so one poll costs the same
 whether ten or a million tasks are tracked. Claiming is one Lua call that also applies the
 provider's rate limit, shared by every poller through Redis; claimed tasks are leased, not
-removed, so a poller killed mid-poll loses nothing.
+removed, so a poller killed mid-poll loses nothing. A lease is renewed while its poll waits in
+this poller's queue or runs (lua/renew.lua, at half its length), and given back when the
+poller stops before starting it: another poller takes a task only when this one is gone, so
+a slow provider is never asked twice for one due time.
 """
 
 from __future__ import annotations
@@ -26,13 +29,14 @@ from afterimage.ledger import Ledger, move_args, result_args
 from afterimage.metrics import POLL_QUERIES, Tally, flush
 from afterimage.models import Outcome, ProviderResult, Task, TaskRef, TaskState
 from afterimage.provider_api import new_client, query_batch, query_status
-from afterimage.providers import adapter
+from afterimage.providers import NAMES, adapter
 from afterimage.retention import Retention
 from afterimage.schedule import learns, poll_gap
 from afterimage.settings import Settings
 
 log = logging.getLogger("afterimage.poller")
 CLAIM = resources.files("afterimage").joinpath("lua/claim.lua").read_text()
+RENEW = resources.files("afterimage").joinpath("lua/renew.lua").read_text()
 BATCH = 50
 BATCH_LOOKAHEAD = 2.0  # a batch query also takes tasks due this much later
 ERROR_BACKOFF = 30.0
@@ -47,17 +51,21 @@ class Poller:
         self.redis = client
         self.ledger = Ledger(client)
         self.claim = client.register_script(CLAIM)
+        self.renew = client.register_script(RENEW)
         self.http: httpx.Client = new_client()
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="poll")
         self.rate = settings.poll_rate
         self.burst = max(1.0, settings.poll_rate * 2)
         self.providers = [p for p in settings.api_keys if p in settings.base_urls]
+        self.unpollable = [p for p in NAMES if p not in self.providers]  # no API key here
         self.max_inflight = threads * 4  # polls claimed per provider, running or queued
         self.inflight = dict.fromkeys(self.providers, 0)
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # notified when a poll ends
         self._busy = False  # run_once last skipped a provider whose slots were mostly taken
         self._deferred: dict[str, dict[str, float]] = {}  # provider: {task id: next poll}
+        self._held: dict[str, dict[str, float]] = {}  # provider: {task id: its lease's end}
+        self._renew_at = 0.0  # when to look for leases to renew next
         self.tally = Tally()  # metric counts, written to Redis once per run_once
 
     def run_once(self, now: float | None = None, wait: bool = False) -> int:
@@ -67,6 +75,7 @@ class Poller:
         """
         now = time.time() if now is None else now
         self.flush_reschedules()
+        self.renew_leases(now)
         futures = []
         claimed = 0
         busy = False
@@ -88,6 +97,10 @@ class Poller:
             ids = [i.decode() for i in got[::2]]
             created = {i: float(c) for i, c in zip(ids, got[1::2], strict=True) if c}
             claimed += len(ids)
+            if ids:
+                with self._lock:
+                    self._held.setdefault(provider, {}).update(
+                        dict.fromkeys(ids, now + self.settings.poll_lease))
             probing = len(ids) == 1  # after a 429 the claim gives one task at a time
             for start in range(0, len(ids), batch):
                 with self._lock:
@@ -127,6 +140,41 @@ class Poller:
                 pipe.zadd(keys.due(provider), when, xx=True)
             pipe.execute()
 
+    def renew_leases(self, now: float) -> None:
+        """Renew the leases of claimed polls (queued here or running) with less than half their
+        length left. Looked at every quarter lease, so none lapses while this poller lives."""
+        lease = self.settings.poll_lease
+        if now < self._renew_at:
+            return
+        self._renew_at = now + lease / 4
+        with self._lock:
+            due = {p: [(i, end) for i, end in held.items() if end - now < lease / 2]
+                   for p, held in self._held.items()}
+        for provider, leases in due.items():
+            if leases:
+                self._move_leases(provider, leases, now + lease)
+
+    def give_back(self) -> None:
+        """Make the polls claimed but never started due now, for another poller (on stop)."""
+        with self._lock:
+            held, self._held = self._held, {}
+        for provider, leases in held.items():
+            if leases:
+                self._move_leases(provider, list(leases.items()), time.time(), keep=False)
+
+    def _move_leases(self, provider: str, leases: Sequence[tuple[str, float]], to: float,
+                     keep: bool = True) -> None:
+        flat = [x for task_id, end in leases for x in (task_id, repr(end))]
+        moved = {m.decode() for m in self.renew(keys=[keys.due(provider)], args=[to, *flat])}
+        if keep:
+            with self._lock:
+                held = self._held.get(provider, {})
+                for task_id, _ in leases:
+                    if task_id in moved and task_id in held:
+                        held[task_id] = to
+                    else:  # rescheduled or gone meanwhile: no lease left to keep
+                        held.pop(task_id, None)
+
     def flush_metrics(self) -> None:
         """Write the gathered counts (kept for the next flush if Redis fails)."""
         flush(self.tally, self.redis)
@@ -140,6 +188,9 @@ class Poller:
         finally:
             with self._lock:
                 self.inflight[provider] -= 1
+                held = self._held.get(provider, {})
+                for task_id in ids:
+                    held.pop(task_id, None)
                 if self.max_inflight - self.inflight[provider] == self.max_inflight // 2:
                     self._room.notify()  # what pause() waits for
 
@@ -290,6 +341,41 @@ class Poller:
                            "state": "expired" if move.ok else move.previous,
                            "previous": move.previous})
 
+    def sweep_unpollable(self, now: float, limit: int = 500) -> None:
+        """Pending tasks of a provider that cannot be asked (no API key) learn their result
+        only from a callback: one that never comes ends them `expired` (`never_completed`) at
+        the give-up time, as polling ends every other task. Their first due time (the first
+        poll they will never get) is moved to that time, at most `limit` per provider."""
+        give_up = self.settings.poll_give_up
+        for provider in self.unpollable:
+            ids = [i.decode() for i in cast(list[bytes], self.redis.zrangebyscore(
+                keys.due(provider), "-inf", now, start=0, num=limit))]
+            if not ids:
+                continue
+            pipe = self.redis.pipeline(transaction=False)
+            for task_id in ids:
+                pipe.hget(keys.task(provider, task_id), "c")
+            created = cast(list[bytes | None], pipe.execute())
+            later: dict[str, float] = {}
+            for task_id, c in zip(ids, created, strict=True):
+                end = float(c) + give_up if c is not None else now
+                if end > now:
+                    later[task_id] = end
+                    continue
+                message = (f"no result after {give_up / 3600:.1f} h: no callback came, and "
+                           f"{provider} cannot be asked without "
+                           f"AFTERIMAGE_{provider.upper()}_API_KEY")
+                move = self.ledger.move(move_args(
+                    provider, task_id, TaskState.EXPIRED, allowed="pending", now=now,
+                    fields={"err": json.dumps({"code": "never_completed", "message": message})}))
+                if move.ok:
+                    log.warning("task %s %s expired: %s", provider, task_id, message,
+                                extra={"event": "expired", "provider": provider,
+                                       "task_id": task_id, "state": "expired",
+                                       "previous": "pending"})
+            if later:
+                self.redis.zadd(keys.due(provider), later, xx=True)
+
     def sweep_deadlines(self, now: float) -> None:
         """Tasks whose links are past their deadline and still not archived end `expired`
         (a queued task's job gets JOB_GRACE to finish what it started)."""
@@ -329,7 +415,9 @@ def run_poller(settings: Settings, stop: threading.Event | None = None,
         return 0.0
 
     def sweep() -> float:
-        poller.sweep_deadlines(time.time())
+        now = time.time()
+        poller.sweep_deadlines(now)
+        poller.sweep_unpollable(now)
         return HOUSEKEEPING_EVERY
 
     def write_metrics() -> float:
@@ -351,7 +439,8 @@ def run_poller(settings: Settings, stop: threading.Event | None = None,
     components.run_loop("poller", client, poll, stop)
     for loop in loops:
         loop.join()
-    poller.pool.shutdown(wait=True)
+    poller.pool.shutdown(wait=True, cancel_futures=True)  # polls running now end; queued ones
     with contextlib.suppress(redis.RedisError):  # what is lost is polled again after its lease
         poller.flush_reschedules()
+        poller.give_back()  # ... are due at once for another poller
         poller.flush_metrics()

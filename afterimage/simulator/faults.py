@@ -27,6 +27,7 @@ class Faults:
     server_error: float = 0.0  # status queries answered 500/502/503
     truncate: float = 0.0  # image downloads that stop short of their Content-Length
     slow: float = 0.0  # seconds every image download is spread over (0: full speed)
+    slow_status: float = 0.0  # seconds every status query waits before it is answered
     fail: float = 0.0  # generations that end failed
     resign: bool = False  # a status query re-signs links that have expired
 

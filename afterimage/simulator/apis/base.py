@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import math
@@ -181,12 +182,16 @@ class ProviderApi:
         return JSONResponse(self.create_reply(task, task.created_at))
 
     async def status_by_path(self, request: Request) -> Response:
-        return self.status(request, request.path_params["task_id"])
+        return await self.status(request, request.path_params["task_id"])
 
-    def status(self, request: Request, task_id: str) -> Response:
-        """Answer one status query and count it against the id."""
+    async def status(self, request: Request, task_id: str) -> Response:
+        """Answer one status query and count it against the id (when it came); with the
+        `slow_status` fault, only after that many seconds."""
         now = time.time()
-        response = self._status(request, task_id, now)
+        delay = self.ctx.faults.for_provider(self.name).slow_status
+        if delay > 0:
+            await asyncio.sleep(delay)
+        response = self._status(request, task_id, time.time())
         store = self.ctx.store
         task = store.get(self.name, task_id)
         config = self.ctx.config

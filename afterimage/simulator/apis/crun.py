@@ -44,7 +44,7 @@ class CrunApi(ProviderApi):
             if not self.authorized(request):
                 return self.unauthorized()
             return self.error(422, INVALID, "task_id is required")
-        return self.status(request, task_id)
+        return await self.status(request, task_id)
 
     def create_reply(self, task: SimTask, now: float) -> dict[str, Any]:
         return {"code": 200, "message": "success", "data": {"task_id": task.id}}

@@ -55,7 +55,7 @@ class KieApi(ProviderApi):
             if not self.authorized(request):
                 return self.unauthorized()
             return self.error(422, INVALID, "taskId is required")
-        return self.status(request, task_id)
+        return await self.status(request, task_id)
 
     def _message(self, text: str) -> dict[str, str]:
         return {self.ctx.config.kie_message_field: text}
