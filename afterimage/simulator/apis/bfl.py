@@ -45,7 +45,7 @@ class BflApi(ProviderApi):
             if not self.authorized(request):
                 return self.unauthorized()
             return self.error(422, INVALID, "id is required")
-        return self.status(request, task_id)
+        return await self.status(request, task_id)
 
     def create_reply(self, task: SimTask, now: float) -> dict[str, Any]:
         return {"id": task.id, "polling_url": self.ctx.base_url(self.name)
