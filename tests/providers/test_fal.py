@@ -54,7 +54,7 @@ def test_webhook_error() -> None:
     (fal_webhook(status="DONE"), "status"),
     (fal_webhook(payload={"seed": 1}), "payload.images"),
     (fal_webhook(payload={"images": []}), "payload.images"),
-    (fal_webhook(payload={"images": [{"url": "data:image/png;base64,AA"}]}), "payload.images[0]"),
+    (fal_webhook(payload={"images": [{"url": ""}]}), "payload.images[0]"),
     (fal_webhook(request_id=""), "request_id"),
 ])
 def test_unknown_shapes_name_the_field(body: dict[str, object], field: str) -> None:
