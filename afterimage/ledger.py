@@ -267,16 +267,16 @@ class AsyncLedger:
                     replies.append(await conn.read_response())
                 except redis.ResponseError as exc:
                     replies.append(exc)
-            if wait and (held := int(await conn.read_response())) < wait:
-                raise ReplicasBehindError(
-                    f"only {held} of {wait} Redis replicas confirmed the write "
-                    f"within {REPLICA_WAIT_MS} ms")
-            return replies
+            held = int(await conn.read_response()) if wait else 0
         except BaseException:
             await conn.disconnect(nowait=True)  # replies may be left unread
             raise
         finally:
             await pool.release(conn)
+        if held < wait:
+            raise ReplicasBehindError(f"only {held} of {wait} Redis replicas confirmed the write "
+                                      f"within {REPLICA_WAIT_MS} ms")
+        return replies
 
     async def get(self, provider: str, task_id: str) -> Task | None:
         try:

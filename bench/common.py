@@ -134,18 +134,24 @@ class Proc:
 
 
 class Redis:
-    """A redis-server as `afterimage up` runs it: append-only, on a unix socket."""
+    """A redis-server as `afterimage up` runs it: append-only, on a unix socket; with `port`
+    also on TCP (a replica can follow it), with `replicaof` a replica of that port."""
 
-    def __init__(self, data_dir: Path, fsync: str = "always", appendonly: bool = True) -> None:
+    def __init__(self, data_dir: Path, fsync: str = "always", appendonly: bool = True,
+                 port: int = 0, replicaof: int | None = None) -> None:
         self.dir = data_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.socket = self.dir / "redis.sock"
         self.fsync = fsync
+        self.port = port
+        follow = ["--replicaof", "127.0.0.1", str(replicaof)] if replicaof else []
         self.proc = Proc("redis", [
-            "redis-server", "--port", "0", "--unixsocket", str(self.socket),
+            "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+            "--unixsocket", str(self.socket),
             "--unixsocketperm", "700", "--dir", str(self.dir),
             "--appendonly", "yes" if appendonly else "no",
             "--appendfsync", fsync, "--save", "", "--logfile", str(self.dir / "redis.log"),
+            *follow,
         ], self.dir)
         self.url = f"unix://{self.socket}"
         self.client = redis.Redis(unix_socket_path=str(self.socket))
@@ -163,9 +169,9 @@ class Redis:
 
 
 @contextmanager
-def redis_server(data_dir: Path, fsync: str = "always",
-                 appendonly: bool = True) -> Iterator[Redis]:
-    server = Redis(data_dir, fsync, appendonly)
+def redis_server(data_dir: Path, fsync: str = "always", appendonly: bool = True,
+                 port: int = 0, replicaof: int | None = None) -> Iterator[Redis]:
+    server = Redis(data_dir, fsync, appendonly, port, replicaof)
     try:
         yield server
     finally:

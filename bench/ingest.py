@@ -129,6 +129,25 @@ def measure(app: str, workers: int, env: dict[str, str], log_dir: Path, template
     return got
 
 
+def measure_replicated(work: Path, logs: Path, template: Path, seconds: float,
+                       warmup: float) -> dict[str, Any]:
+    """The receiver with AFTERIMAGE_REDIS_MIN_REPLICAS=1: each acknowledgement waits until a
+    replica holds the write. Counted on the replica: every 2xx must be there."""
+    primary_port = free_port()
+    with redis_server(work / "redis-primary", "always", port=primary_port) as primary, \
+            redis_server(work / "redis-replica", "always", port=free_port(),
+                         replicaof=primary_port) as replica:
+        wait_for(lambda: replica.client.info("replication").get("master_link_status") == "up",
+                 30, "the replica to sync")
+        env = stack_env(primary.url, extra={"AFTERIMAGE_EVOLINK_API_KEY": "sim-key",
+                                            "AFTERIMAGE_REDIS_MIN_REPLICAS": "1"})
+        got = measure("receiver.app:app_from_env", 1, env, logs, template, seconds, warmup,
+                      primary.client)
+        got["tasks"] = int(replica.client.zcard("ai:s:queued:evolink"))
+        got["inbox"] = int(replica.client.xlen("ai:inbox"))
+        return got
+
+
 def run(results: Results, work: Path, smoke: bool) -> None:
     if shutil.which("wrk") is None:
         results.add(Row("ingest", "wrk is not installed (bench/setup)", 0, "", ok=False))
@@ -150,10 +169,11 @@ def run(results: Results, work: Path, smoke: bool) -> None:
                             logs, template, seconds, warmup)]
             ours = {f: measure("receiver.app:app_from_env", workers, envs[f], logs, template,
                                seconds, warmup, servers[f].client) for f in fsyncs}
-            extra = None
+            extra = replicated = None
             if workers == 1:
                 extra = measure("bench.apps:enqueue_in_request_app", 1, envs["always"], logs,
                                 template, seconds, warmup, servers["always"].client)
+                replicated = measure_replicated(work, logs, template, seconds, warmup)
             runs.append(measure("bench.apps:bare_app", workers, stack_env("unix:///nonexistent"),
                                 logs, template, seconds, warmup))
             rates = [r["rps"] for r in runs]
@@ -174,6 +194,15 @@ def run(results: Results, work: Path, smoke: bool) -> None:
                     "req/s", ratio, "≥0.5x p99≤25", ok,
                     f"p99 {p99:.1f} ms, errors {got['errors']}, 2xx {got['ok']}, "
                     f"in Redis {got['tasks']} tasks/{got['inbox']} inbox", got))
+            if replicated is not None:
+                results.add(Row(
+                    "ingest", "receiver, fsync always, MIN_REPLICAS=1, 1 worker(s)",
+                    replicated["rps"], "req/s", replicated["rps"] / bare,
+                    note=f"p99 {replicated['p99_us'] / 1000:.1f} ms, errors "
+                         f"{replicated['errors']}, 2xx {replicated['ok']}, on the replica "
+                         f"{replicated['tasks']} tasks/{replicated['inbox']} inbox (WAIT 1 "
+                         f"after each script call; one replica on the same machine)",
+                    extra=replicated))
             if extra is not None:
                 results.add(Row(
                     "ingest", "receiver + RQ enqueue in request, 1 worker", extra["rps"],
