@@ -7,6 +7,7 @@ HTTP; worker and poller processes; the simulator as the provider."""
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from tests.receiver.test_callbacks import cb_url, completed, settings_for
 from tests.sentinels import SentinelCluster
 from tests.stack import TOKEN, Stack, running_stack
 from tests.support import MotoServer, ServerThread, wait_for
+from tests.test_cli import afterimage
 
 
 @pytest.fixture()
@@ -49,6 +51,11 @@ def test_too_few_replicas_holding_a_callback_answers_503(cluster: SentinelCluste
         cluster.b.start(primary=cluster.a.port)
         wait_for(lambda: client.post(url, json=completed("alone")).status_code == 200, 30,
                  "the callback to be acknowledged once the replica is back")
+    # the CLI finds the task through the sentinels too
+    shown = afterimage("status", "evolink", "alone", "--json",
+                       env={"AFTERIMAGE_REDIS_URL": cluster.url})
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["state"] == "queued"
 
 
 @pytest.mark.timeout(600)  # the sum of its waits
