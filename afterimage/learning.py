@@ -44,12 +44,14 @@ def observe(client: redis.Redis, provider: str, model: str | None, age: float) -
 
 
 def completion_age(created: float, detected: float, completed: float | None,
-                   gap: float) -> float:
+                   gap: float, tolerance: float = 1.0) -> float:
     """The age to learn from a task tracked at `created` and seen complete at `detected`: the
     provider's own completion time where it gives one, else the previous query's age (`gap`
     before): the earliest the task can have completed. Learning the detection time instead
-    would push the first query later with every round."""
-    if completed is not None and created <= completed <= detected:
+    would push the first query later with every round, so a completion time within
+    `tolerance` of the detection is not believed (adapters fill a missing one with the time
+    of the reply)."""
+    if completed is not None and created <= completed < detected - tolerance:
         return completed - created
     return max(0.0, detected - created - gap)
 

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 BIN_SECONDS = 5.0
 BINS = 120  # 0-600 s in 5 s bins; the last bin holds every older completion
 DECAY_AT = 512.0  # the store halves every count when the total passes this
-MIN_SAMPLES = 8.0  # fewer observations than this: the provider's static plan
+MIN_SAMPLES = 20.0  # fewer observations than this: the static plan (a smaller sample's
+# earliest completion lies too far above the true one, and detection suffers below it)
 LOW, HIGH = 0.02, 0.98  # the quantiles that bound the learned completion window
-GAP_SHARE = 0.9  # a gap is this share of the detection budget (room for the poll loop's own lag)
+GAP_SHARE = 0.8  # a gap is this share of the detection budget (room for the poll loop's own lag)
 DEADLINE_SHARE = 0.25  # when a deadline is known, a gap is at most this share of the time left
 
 

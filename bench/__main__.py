@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import archive_large, archive_small, e2e, ingest, poller, retention
+from bench import archive_large, archive_small, e2e, ingest, poll_queries, poller, retention
 from bench.common import ROOT, Results, table, write_json
 
 BENCHES = {
@@ -25,6 +25,7 @@ BENCHES = {
     "e2e": e2e.run,
     "poller": poller.run,
     "retention": retention.run,
+    "polls": poll_queries.run,
 }
 
 

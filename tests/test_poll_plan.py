@@ -49,23 +49,23 @@ def test_without_enough_observations_the_static_first_query_and_the_detection_bu
     assert first_query(APIMART, 30.0, None) == 30.0
     assert first_query(APIMART, 30.0, few) == 30.0
     assert next_query(APIMART, 0.0, 30.0, None) == 30.0
-    assert next_query(APIMART, 30.0, 30.0, None) == pytest.approx(27.0)
+    assert next_query(APIMART, 30.0, 30.0, None) == pytest.approx(24.0)
 
 
 def test_learned_first_query_is_one_budget_after_the_earliest_completions() -> None:
     spread = Sketch.of(30.0 + i for i in range(91))  # 30-120 s
-    assert first_query(APIMART, 30.0, spread) == pytest.approx(57.0)
-    assert next_query(APIMART, 10.0, 30.0, spread) == pytest.approx(47.0)
-    assert next_query(APIMART, 57.0, 30.0, spread) == pytest.approx(27.0)
+    assert first_query(APIMART, 30.0, spread) == pytest.approx(54.0)
+    assert next_query(APIMART, 10.0, 30.0, spread) == pytest.approx(44.0)
+    assert next_query(APIMART, 54.0, 30.0, spread) == pytest.approx(24.0)
 
 
 def test_narrow_completions_are_asked_about_at_their_end() -> None:
-    narrow = Sketch.of([60.0, 61.0, 62.0, 63.0] * 5)
-    assert first_query(APIMART, 30.0, narrow) == 65.0  # not 60 + 27: none completes after 65
+    narrow = Sketch.of([60.0, 61.0, 62.0, 63.0] * 6)
+    assert first_query(APIMART, 30.0, narrow) == 65.0  # not 60 + 24: none completes after 65
 
 
 def test_never_earlier_or_more_often_than_the_docs() -> None:
-    fast = Sketch.of([0.5] * 20)
+    fast = Sketch.of([0.5] * 30)
     assert first_query(APIMART, 30.0, fast) == 10.0  # apimart: first query 10-20 s after submit
     assert next_query(APIMART, 20.0, 1.0, fast) == 3.0  # budget 1 s, but gaps of 3-5 s
 
@@ -81,14 +81,15 @@ def test_completion_age_learns_the_earliest_possible_completion() -> None:
     assert learning.completion_age(100.0, 190.0, 170.0, 27.0) == 70.0  # the provider's time
     assert learning.completion_age(100.0, 190.0, 250.0, 27.0) == 63.0  # not after detection
     assert learning.completion_age(100.0, 190.0, None, 27.0) == 63.0  # the previous query
+    assert learning.completion_age(100.0, 190.0, 189.9, 27.0) == 63.0  # the reply's own time
     assert learning.completion_age(100.0, 110.0, None, 27.0) == 0.0
 
 
 def test_a_scaled_schedule_is_the_same_plan() -> None:
     spread = Sketch.of(30.0 + i for i in range(91))
     settings = Settings(poll_scale=0.1)
-    assert first_poll(settings, "apimart", spread) == pytest.approx(5.7)
-    assert poll_gap(settings, "apimart", 6.0, spread) == pytest.approx(2.7)
+    assert first_poll(settings, "apimart", spread) == pytest.approx(5.4)
+    assert poll_gap(settings, "apimart", 6.0, spread) == pytest.approx(2.4)
     assert first_poll(settings, "kie") == 6.0  # callback providers keep their static plan
     assert poll_gap(settings, "kie", 1.0) == 1.0
 
@@ -124,7 +125,7 @@ def test_the_store_stays_bounded_and_prefers_the_models_own_history(redis_url: s
     rng = random.Random(7)
     for _ in range(3000):
         learning.observe(client, "apimart", "gpt-image-2", rng.uniform(0, 5000))
-    for _ in range(10):
+    for _ in range(20):
         learning.observe(client, "apimart", "gpt image/2r", 61.0)
     whole = client.hgetall(keys.learned("apimart"))
     assert len(whole) <= BINS + 1  # one field per bin and the total

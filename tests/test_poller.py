@@ -128,7 +128,7 @@ def test_the_first_query_follows_the_completion_times_learned(make_stack: Any) -
         sim = stack.sim.task("apimart", task_id)
         return (min(q["at"] for q in sim["queries"]["log"]) - sim["created_at"]) / scale
 
-    seen = [submit(stack, "apimart", delay=60 * scale) for _ in range(8)]
+    seen = [submit(stack, "apimart", delay=60 * scale) for _ in range(20)]
     for task_id in seen:
         stack.wait_state("apimart", task_id, "archived", timeout=60)
     assert all(first_query_age(t) < 50 for t in seen)  # before anything was learned: 30 s

@@ -320,7 +320,8 @@ class Poller:
         completed = None if outcome.completed_at is None else outcome.completed_at.timestamp()
         gap = poll_gap(self.settings, task.provider, now - task.created_at.timestamp(),
                        self._learned(task.provider, model))
-        age = learning.completion_age(task.created_at.timestamp(), now, completed, gap)
+        age = learning.completion_age(task.created_at.timestamp(), now, completed, gap,
+                                      tolerance=scale)
         try:
             learning.observe(self.redis, task.provider, model, age / scale)
         except redis.RedisError as exc:  # one observation less; the task itself is recorded
