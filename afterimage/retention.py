@@ -3,7 +3,7 @@ change, with its record and every index entry (lua/retire.lua), in bounded batch
 
 Afterwards the bucket is the truth: `GET /v1/tasks/...` answers from the task's manifest, and a
 late callback or registration of it ends `archived` from the manifest without downloading or
-writing anything (worker/archive.py, receiver/api.py).
+writing anything (worker/archive.py; afterimage/operations.py and receiver/api.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ log = logging.getLogger("afterimage.retention")
 
 RETIRE = resources.files("afterimage").joinpath("lua/retire.lua").read_text()
 FINAL = (TaskState.ARCHIVED, TaskState.GENERATION_FAILED, TaskState.EXPIRED)
-BATCH = 500  # tasks per script call: Redis is held about a millisecond
+BATCH = 500  # tasks per script call: 500 small deletions, a short hold of Redis
 SWEEP_MAX = 20 * BATCH  # tasks per sweep, so that one sweep never holds its loop for long
 
 
@@ -57,7 +57,7 @@ class Retention:
 
 
 class ManifestStore(Protocol):
-    """What reading a manifest needs of the archive store (worker.storage's stores)."""
+    """What reading a manifest needs of the archive store (afterimage.storage's stores)."""
 
     def key(self, *parts: str) -> str: ...
 
