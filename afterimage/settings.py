@@ -44,6 +44,8 @@ class Settings:
     download_allow_cidrs: tuple[Network, ...] = ()
     max_image_bytes: int = 100 * 1024 * 1024
     max_image_pixels: int = 100_000_000
+    download_stall_timeout: float = 30.0
+    download_min_rate: float = 1_000_000.0
     host: str = "127.0.0.1"
     port: int = 8080
     archive_retries: int = 5
@@ -94,6 +96,8 @@ class Settings:
             download_allow_cidrs=_cidrs(get("DOWNLOAD_ALLOW_CIDRS")),
             max_image_bytes=int(_number(get, "MAX_IMAGE_BYTES", 100 * 1024 * 1024)),
             max_image_pixels=int(_number(get, "MAX_IMAGE_PIXELS", 100_000_000)),
+            download_stall_timeout=_positive(get, "DOWNLOAD_STALL_TIMEOUT", 30.0),
+            download_min_rate=_positive(get, "DOWNLOAD_MIN_RATE", 1_000_000.0),
             host=get("HOST") or "127.0.0.1",
             port=int(_number(get, "PORT", 8080)),
             archive_retries=int(_number(get, "ARCHIVE_RETRIES", 5)),
@@ -110,6 +114,12 @@ class Settings:
             forwarded_allow_ips=get("FORWARDED_ALLOW_IPS"),
             retention_seconds=_retention(_number(get, "RETENTION_SECONDS", 30 * 86400.0)),
         )
+
+    @property
+    def download_time_limit(self) -> float:
+        """The longest one image download may take while it keeps making progress: long enough
+        for an image of the size limit at the minimum rate, never under the stall timeout."""
+        return max(self.download_stall_timeout, self.max_image_bytes / self.download_min_rate)
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed."""

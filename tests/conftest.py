@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Redis and a real S3-protocol server, started once per session."""
+"""Shared fixtures: a real Redis and a real S3 object store (SeaweedFS), started once per
+session; moto's S3 server where a second implementation earns its place."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 import redis
 
+from tests.seaweed import SeaweedServer
 from tests.support import MotoServer, RedisServer, clean_env
 
 # The suite is immune to the caller's shell: no AFTERIMAGE_* setting exported there reaches
@@ -37,18 +38,29 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[MotoServer]:
-    server = MotoServer().start()
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    """SeaweedFS: verifies checksums, honours If-None-Match, keeps versions."""
+    server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs")).start()
     yield server
     server.stop()
 
 
 @pytest.fixture()
-def s3_bucket(s3_server: MotoServer) -> str:
-    """A fresh, empty bucket on the S3-protocol server."""
+def s3_bucket(s3_server: SeaweedServer) -> str:
+    """A fresh, empty bucket on the object store, keeping every version of every key."""
     name = f"test-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=s3_server.url).create_bucket(Bucket=name)
+    client = s3_server.client()
+    client.create_bucket(Bucket=name)
+    client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
     return name
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """moto's S3 server: a mock (it verifies no checksum), for what SeaweedFS cannot do."""
+    server = MotoServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture()

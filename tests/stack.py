@@ -1,5 +1,5 @@
 """A whole afterimage on one machine for end-to-end tests: the simulator as the providers,
-the real receiver over HTTP, real worker and poller processes, Redis, and moto's S3 server."""
+the real receiver over HTTP, real worker and poller processes, Redis, and SeaweedFS (S3)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,13 @@ from afterimage import redis_client
 from afterimage.settings import Settings
 from afterimage.simulator import run_simulator
 from afterimage.simulator.server import RunningSimulator
+from afterimage.storage.probe import PROBE
 from afterimage.tokens import callback_url
 from receiver import create_app
 from tests.support import ServerThread, clean_env, free_port, wait_for
 
 SECRET = "stack-secret"
+PROBE_KEY = f"archive/{PROBE}"  # written by every worker at start (afterimage.storage.probe)
 TOKEN = "stack-token"
 
 
@@ -67,13 +69,14 @@ class Stack:
                         timeout, f"{provider} {task_id} to be {state}")
 
     def objects(self, prefix: str = "") -> dict[str, bytes]:
+        """Archived objects (not the workers' start-up probe) and their bytes."""
         found = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix).get("Contents", [])
         return {o["Key"]: self.s3.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read()
-                for o in found}
+                for o in found if o["Key"] != PROBE_KEY}
 
     def versions(self, prefix: str = "") -> list[str]:
         listed = self.s3.list_object_versions(Bucket=self.bucket, Prefix=prefix)
-        return [v["Key"] for v in listed.get("Versions", [])]
+        return [v["Key"] for v in listed.get("Versions", []) if v["Key"] != PROBE_KEY]
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"

@@ -102,3 +102,22 @@ def test_the_dockerfile_is_clean_under_hadolint() -> None:
     done = subprocess.run([str(hadolint), "--no-color", str(ROOT / "Dockerfile")],
                           capture_output=True, text=True, timeout=60, check=False)
     assert (done.returncode, done.stdout) == (0, "")
+
+
+def test_compose_offers_minio_and_seaweedfs_with_the_same_bucket_set_up() -> None:
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    services = compose["services"]
+    stores = {"minio": "http://minio:9000", "seaweedfs": "http://seaweedfs:8333"}
+    for store, endpoint in stores.items():
+        init = services[f"{store}-init"]
+        assert services[store]["profiles"] == init["profiles"] == [store]
+        assert init["environment"]["S3_ENDPOINT"] == endpoint
+        assert "mc mb --ignore-existing store/afterimage" in init["command"][0]
+    assert services["minio-init"]["command"] == services["seaweedfs-init"]["command"]
+    assert "-master.telemetry=false" in services["seaweedfs"]["command"]
+    for role in ("receiver", "worker", "poller"):
+        needs = services[role]["depends_on"]
+        assert {k: v.get("required", True) for k, v in needs.items()} == {
+            "redis": True, "minio-init": False, "seaweedfs-init": False}
+    example = (ROOT / "deploy" / "env.example").read_text()
+    assert "COMPOSE_PROFILES=minio" in example and "S3_ENDPOINT=http://minio:9000" in example

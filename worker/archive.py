@@ -149,12 +149,14 @@ def _store_image(ctx: Context, task: Task, index: int, url: str) -> ImageRecord:
     with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as sink:
         got = fetch_image(
             url, cast(BinaryIO, sink), max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels,
-            allow_cidrs=s.download_allow_cidrs,
+            allow_cidrs=s.download_allow_cidrs, stall_timeout=s.download_stall_timeout,
+            time_limit=s.download_time_limit,
         )
         key = ctx.store.key(task.provider, task.task_id, f"{index}.{got.ext}")
         sink.seek(0)
         written = ctx.store.put_once(
-            key, cast(BinaryIO, sink), got.bytes, got.content_type, _meta(task, got.sha256)
+            key, cast(BinaryIO, sink), got.bytes, got.content_type, _meta(task, got.sha256),
+            sha256=got.sha256,
         )
     record = ImageRecord(index, key, got.bytes, got.sha256, got.content_type, got.width,
                          got.height, got.source_url)

@@ -17,6 +17,7 @@ from afterimage.metrics import Tally, flush
 from afterimage.provider_api import new_client
 from afterimage.settings import Settings
 from afterimage.storage import ObjectStore, open_store
+from afterimage.storage.probe import CheckedStore
 
 log = logging.getLogger("afterimage.worker")
 
@@ -35,7 +36,8 @@ class Context:
 
     @cached_property
     def store(self) -> ObjectStore:
-        return open_store(self.settings.storage_url, self.settings.s3_endpoint_url)
+        store = open_store(self.settings.storage_url, self.settings.s3_endpoint_url)
+        return CheckedStore(store)  # checked for put-once before its first write
 
     @cached_property
     def provider_http(self) -> httpx.Client:

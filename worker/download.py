@@ -13,10 +13,13 @@ Built on httpcore with a network backend of our own, not on drawbridge or httpx:
   its private pool; httpx would add only redirects (which must be checked per hop here anyway)
   and content decoding (not wanted: the stored bytes are the bytes served).
 
-Limits: at most MAX_REDIRECTS redirects, each hop checked the same way; `timeout` bounds the
-whole fetch, every socket operation included (name resolution excepted: the system resolver's
-own timeouts apply); `max_bytes` is enforced from Content-Length and while streaming; response
-headers are capped at 100 KiB by httpcore.
+Limits: at most MAX_REDIRECTS redirects, each hop checked the same way. A download is bounded
+by its progress, not by a fixed total: every socket operation (connect, TLS, each read) must
+finish within `stall_timeout`, so a host that stops sending is given up on quickly, while one
+that keeps sending may take up to `time_limit` for the whole fetch (the settings scale it to
+the size limit: `Settings.download_time_limit`); name resolution is excepted (the system
+resolver's own timeouts apply). `max_bytes` is enforced from Content-Length and while
+streaming; response headers are capped at 100 KiB by httpcore.
 """
 
 from __future__ import annotations
@@ -120,14 +123,16 @@ def fetch_image(
     max_bytes: int,
     max_pixels: int,
     allow_cidrs: Sequence[Network],
-    timeout: float = 30.0,
+    stall_timeout: float = 30.0,
+    time_limit: float = 120.0,
     client: DownloadClient | None = None,
 ) -> FetchedImage:
-    """Stream the image at `url` into `sink`; on error, `sink` holds a partial body to discard."""
+    """Stream the image at `url` into `sink`; on error, `sink` holds a partial body to discard.
+    No socket operation may take over `stall_timeout`, nor the whole fetch over `time_limit`."""
     shown = redact(url)
     pool = (client or default_client()).pool(allow_cidrs)
     target = _parse(url, shown)
-    token = _deadline.set(time.monotonic() + timeout)
+    token = _deadline.set(time.monotonic() + time_limit)
     try:
         for hop in range(MAX_REDIRECTS + 1):
             where = shown if hop == 0 else f"{redact(str(target))} (redirected from {shown})"
@@ -137,7 +142,8 @@ def fetch_image(
                     _core_url(target),
                     headers=[(b"Host", target.netloc), *_HEADERS],
                     extensions={
-                        "timeout": dict.fromkeys(("connect", "read", "write", "pool"), timeout)
+                        "timeout": dict.fromkeys(("connect", "read", "write", "pool"),
+                                                 stall_timeout)
                     },
                 ) as response:
                     if response.status in (301, 302, 303, 307, 308):
@@ -146,7 +152,7 @@ def fetch_image(
                     _check_status(response.status)
                     size, digest, info = _receive(response, sink, max_bytes, max_pixels)
             except Exception as exc:
-                failure = _failure(exc, where)
+                failure = _failure(exc, where, stall_timeout, time_limit)
                 if failure is None:
                     raise
                 raise failure from exc
@@ -243,12 +249,22 @@ def _receive(
     return size, digest.hexdigest(), info
 
 
-def _failure(exc: Exception, where: str) -> DownloadError | None:
+def _failure(
+    exc: Exception, where: str, stall_timeout: float, time_limit: float
+) -> DownloadError | None:
     """The error to raise for `exc`, naming `where` (a URL without its query); None: not ours."""
     if isinstance(exc, DownloadError):
         return type(exc)(f"{where}: {exc}")
     if isinstance(exc, httpcore.TimeoutException):
-        return TransientDownloadError(f"{where}: timed out ({type(exc).__name__})")
+        if _deadline.get() - time.monotonic() < 0.05:  # the deadline, not a stall
+            return TransientDownloadError(
+                f"{where}: timed out: still downloading at the time limit of {time_limit:g} s "
+                "(AFTERIMAGE_DOWNLOAD_MIN_RATE)"
+            )
+        return TransientDownloadError(
+            f"{where}: timed out: stalled, nothing for {stall_timeout:g} s "
+            f"({type(exc).__name__}; AFTERIMAGE_DOWNLOAD_STALL_TIMEOUT)"
+        )
     if isinstance(exc.__cause__ or exc.__context__, ssl.SSLCertVerificationError):
         return DownloadError(f"{where}: TLS certificate does not verify: {exc} (not retried)")
     if isinstance(exc, httpcore.NetworkError | httpcore.RemoteProtocolError):

@@ -10,9 +10,12 @@ import click
 
 from afterimage import embedded
 from afterimage.cli.base import command, effective_settings, need_redis
+from afterimage.errors import StorageError
 from afterimage.logs import log_config, setup_logging
 from afterimage.providers import ADAPTERS
 from afterimage.settings import Settings
+from afterimage.storage import open_store
+from afterimage.storage.probe import check_put_once
 from afterimage.supervisor import Supervisor, watch_parent
 from afterimage.tokens import callback_url
 
@@ -27,6 +30,7 @@ def up(workers: int, poller: bool) -> None:
     """Everything in one command: Redis (embedded unless configured), receiver, workers, poller."""
     settings = Settings.from_env()
     setup_logging(settings.log_level, settings.secret_values())
+    check_store(settings)
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True)
     kept = embedded.load_or_create_secrets(data)
@@ -79,6 +83,17 @@ def show_secrets(given: Settings, final: Settings) -> None:
         click.echo(f"  callback URLs: afterimage callback-url {'|'.join(callers)}")
 
 
+def check_store(settings: Settings) -> None:
+    """Refuse (ConfigError) a store that overwrites. One that cannot be reached yet is checked
+    before a worker's first write instead (afterimage.storage.probe.CheckedStore)."""
+    try:
+        check_put_once(open_store(settings.storage_url, settings.s3_endpoint_url))
+    except StorageError as exc:
+        logging.getLogger("afterimage.storage").warning(
+            "storage: cannot check the store yet (%s); it is checked before the first write",
+            exc, extra={"event": "storage_unchecked"})
+
+
 @command("receiver")
 @click.option("--workers", default=1, show_default=True, help="uvicorn worker processes.")
 def receiver(workers: int) -> None:
@@ -120,6 +135,7 @@ def worker(burst: bool, name: str | None) -> None:
     setup_logging(settings.log_level, settings.secret_values())
     need_redis(settings)
     watch_parent()
+    check_store(settings)
     run_worker(settings, burst=burst, name=name)
 
 

@@ -33,9 +33,12 @@ class ObjectStore(Protocol):
         ...
 
     def put_once(
-        self, key: str, body: BinaryIO, size: int, content_type: str, metadata: Mapping[str, str]
-    ) -> bool:
-        """Store `size` bytes of `body` (seekable, at 0) unless `key` exists; True if written."""
+        self, key: str, body: BinaryIO, size: int, content_type: str, metadata: Mapping[str, str],
+        *, sha256: str | None = None,
+    ) -> bool:  # fmt: skip
+        """Store `size` bytes of `body` (seekable, at 0) unless `key` exists; True if written.
+        `sha256` (hex) is the body's digest if known: a body that does not match it is refused
+        (StorageError) and never stored; S3 stores keep it as the object's checksum."""
         ...
 
     def head(self, key: str) -> ObjectInfo | None:
@@ -53,6 +56,10 @@ class ObjectStore(Protocol):
 
     def ping(self) -> None:
         """Raise StorageError unless the store is reachable."""
+        ...
+
+    def where(self) -> str:
+        """The store in words, for messages: `bucket 'b' at http://...`, `directory /srv/a`."""
         ...
 
 

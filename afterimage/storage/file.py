@@ -6,7 +6,8 @@ of the tree that consumers read. A write goes to a hidden temp file beside the t
 fsynced; then, holding an exclusive flock on the target directory, the store checks the key,
 writes the sidecar (replacing only one left by a writer that died before linking) and links the
 temp file to the key. `os.link` is atomic and never replaces a name, so a key shows nothing or
-the whole object, never a second version; the sidecar is always in place before the data.
+the whole object, never a second version; the sidecar is always in place before the data. A
+body whose SHA-256 is not the one given is refused, as an S3 store refuses it.
 Keys must be relative, with no empty or hidden (`.`-leading) segment, so none can leave the root.
 Files are made with mode 0644 and directories 0755, less the process's umask, so a consumer
 running as another user (a web server) can read the archive.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -43,8 +45,9 @@ class FileStore:
         return join_key("", *parts)
 
     def put_once(
-        self, key: str, body: BinaryIO, size: int, content_type: str, metadata: Mapping[str, str]
-    ) -> bool:
+        self, key: str, body: BinaryIO, size: int, content_type: str, metadata: Mapping[str, str],
+        *, sha256: str | None = None,
+    ) -> bool:  # fmt: skip
         path, meta_path = self._paths(key)
         sidecar = json.dumps({"content_type": content_type, "metadata": dict(metadata)}).encode()
         with self._errors(f"write {key}"):
@@ -55,7 +58,7 @@ class FileStore:
             dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
             tmp: Path | None = None
             try:
-                tmp = _write_temp(path.parent, lambda out: _copy(body, out, size))
+                tmp = _write_temp(path.parent, lambda out: _copy(body, out, size, sha256))
                 fcntl.flock(dir_fd, fcntl.LOCK_EX)  # released when dir_fd is closed
                 if path.exists():
                     return False
@@ -109,6 +112,9 @@ class FileStore:
             if not os.access(self.root, os.W_OK | os.X_OK):
                 raise PermissionError("not writable")
 
+    def where(self) -> str:
+        return f"directory {self.root}"
+
     def _chunks(self, data: IO[bytes], key: str) -> Iterator[bytes]:
         with data, self._errors(f"read {key}"):
             while chunk := data.read(CHUNK):
@@ -127,7 +133,7 @@ class FileStore:
         try:
             yield
         except OSError as exc:
-            raise StorageError(f"file store {what} failed (directory {self.root}): {exc}") from exc
+            raise StorageError(f"file store {what} failed ({self.where()}): {exc}") from exc
 
 
 def _info(st: os.stat_result, meta_path: Path) -> ObjectInfo:
@@ -163,13 +169,19 @@ def _write_temp(directory: Path, write: Callable[[IO[bytes]], object]) -> Path:
     return path
 
 
-def _copy(body: BinaryIO, out: IO[bytes], size: int) -> None:
-    copied = 0
+def _copy(body: BinaryIO, out: IO[bytes], size: int, sha256: str | None) -> None:
+    """Copy `body` to `out`; StorageError unless it held `size` bytes with SHA-256 `sha256`."""
+    copied, digest = 0, hashlib.sha256()
     while chunk := body.read(_COPY_CHUNK):
         out.write(chunk)
+        digest.update(chunk)
         copied += len(chunk)
     if copied != size:
         raise StorageError(f"body held {copied} bytes, not the {size} announced")
+    if sha256 is not None and digest.hexdigest() != sha256.lower():
+        raise StorageError(
+            f"body's SHA-256 {digest.hexdigest()} is not the {sha256} taken while downloading"
+        )
 
 
 def _make_dirs(directory: Path) -> None:

@@ -1,4 +1,4 @@
-"""S3 and S3-compatible backend: put-once by conditional write.
+"""S3 and S3-compatible backend: put-once by conditional write, every object with its SHA-256.
 
 PutObject and CompleteMultipartUpload carry `If-None-Match: *`; the store answers 412
 PreconditionFailed (or 409 ConditionalRequestConflict while a competing write is in flight) when
@@ -9,6 +9,9 @@ single. Bodies up to `multipart_threshold` cost exactly one PUT. Larger ones fir
 only to skip uploading a duplicate, then go up in parallel parts (see `s3_parts`). A 412 after a
 retried request whose first attempt did land also reads as "already there"; the object then
 holds this very body.
+
+Every write carries a SHA-256 checksum (see `checksums`): a body damaged on the way is refused
+by the store (`BadDigest`) and sent again, up to `max_attempts` times, and never stored.
 
 A client is made lazily and again after a fork (boto3 clients are not fork-safe); the threads of
 one process share it. With a custom endpoint, requests use path-style addressing (MinIO).
@@ -28,6 +31,7 @@ from botocore.response import StreamingBody
 
 from afterimage.errors import StorageError
 from afterimage.storage.base import CHUNK, ObjectInfo, join_key
+from afterimage.storage.checksums import b64, digests, resending
 from afterimage.storage.s3_parts import is_conflict, put_in_parts
 
 if TYPE_CHECKING:
@@ -53,7 +57,7 @@ class S3Store:
             raise ValueError("S3 parts must be at least 5 MiB")
         self.bucket, self.prefix, self.endpoint_url = bucket, prefix, endpoint_url
         self.multipart_threshold, self.part_size = multipart_threshold, part_size
-        self.concurrency = concurrency
+        self.concurrency, self.max_attempts = concurrency, max_attempts
         self._config = Config(
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
@@ -68,23 +72,31 @@ class S3Store:
         return join_key(self.prefix, *parts)
 
     def put_once(
-        self, key: str, body: BinaryIO, size: int, content_type: str, metadata: Mapping[str, str]
-    ) -> bool:
+        self, key: str, body: BinaryIO, size: int, content_type: str, metadata: Mapping[str, str],
+        *, sha256: str | None = None,
+    ) -> bool:  # fmt: skip
         s3 = self._s3()
         if size > self.multipart_threshold:
             if self.head(key) is not None:
                 return False
             with self._errors(f"multipart upload of {key}"):
                 return put_in_parts(
-                    s3, self.bucket, key, body, size, content_type, metadata,
+                    s3, self.bucket, key, body, size, content_type, metadata, sha256=sha256,
                     part_size=self.part_size, concurrency=self.concurrency,
+                    attempts=self.max_attempts,
                 )  # fmt: skip
+        digest = b64(sha256) if sha256 else digests(body, size, max(size, 1), None)[0]
+        def put() -> object:
+            body.seek(0)
+            return s3.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentLength=size,
+                ContentType=content_type, Metadata=dict(metadata), ChecksumSHA256=digest,
+                IfNoneMatch="*",
+            )  # fmt: skip
+
         with self._errors(f"put {key}"):
             try:
-                s3.put_object(
-                    Bucket=self.bucket, Key=key, Body=body, ContentLength=size,
-                    ContentType=content_type, Metadata=dict(metadata), IfNoneMatch="*",
-                )  # fmt: skip
+                resending(self.max_attempts, f"put {key}", put)
             except ClientError as exc:
                 if is_conflict(exc):
                     return False
@@ -131,6 +143,9 @@ class S3Store:
         with self._errors("reach the bucket"):
             self._s3().head_bucket(Bucket=self.bucket)
 
+    def where(self) -> str:
+        return f"bucket {self.bucket!r} at {self.endpoint_url or 'AWS'}"
+
     def _s3(self) -> S3Client:
         made = self._client
         if made is None or made[0] != os.getpid():
@@ -142,7 +157,7 @@ class S3Store:
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
         """Turn botocore's errors into StorageError, naming the operation and the endpoint."""
-        where = f"bucket {self.bucket!r} at {self.endpoint_url or 'AWS'}"
+        where = self.where()
         try:
             yield
         except ClientError as exc:

@@ -5,6 +5,8 @@ blocks with `os.pread` on the body's descriptor (so memory does not grow with pa
 concurrency), else the range's bytes, read under a lock (bodies without a descriptor are in
 memory anyway). The upload completes with `If-None-Match: *`; on any failure or a conflict it
 is aborted, so no parts linger. botocore's errors pass through for the caller to translate.
+Every part carries its SHA-256 (`checksums`); a part the store refuses as damaged on the way is
+sent again, and the store keeps the composite checksum of the object.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from botocore.exceptions import BotoCoreError, ClientError
 
 from afterimage.errors import StorageError
+from afterimage.storage.checksums import digests, resending
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -37,15 +40,21 @@ def is_conflict(exc: ClientError) -> bool:
 
 def put_in_parts(
     s3: S3Client, bucket: str, key: str, body: BinaryIO, size: int, content_type: str,
-    metadata: Mapping[str, str], *, part_size: int, concurrency: int,
+    metadata: Mapping[str, str], *, sha256: str | None, part_size: int, concurrency: int,
+    attempts: int,
 ) -> bool:  # fmt: skip
-    """Upload `size` bytes of `body` to `key` unless it exists; True if written."""
+    """Upload `size` bytes of `body` to `key` unless it exists; True if written. Each part
+    carries its SHA-256; `sha256` (hex), if given, is checked against the whole body first."""
+    part_size = max(part_size, -(-size // MAX_PARTS))
+    _, checksums = digests(body, size, part_size, sha256)
     upload_id = s3.create_multipart_upload(
-        Bucket=bucket, Key=key, ContentType=content_type, Metadata=dict(metadata)
-    )["UploadId"]
+        Bucket=bucket, Key=key, ContentType=content_type, Metadata=dict(metadata),
+        ChecksumAlgorithm="SHA256",
+    )["UploadId"]  # fmt: skip
     written = False
     try:
-        parts = _send_parts(s3, bucket, key, upload_id, body, size, part_size, concurrency)
+        parts = _send_parts(s3, bucket, key, upload_id, body, size, part_size, checksums,
+                            concurrency, attempts)
         s3.complete_multipart_upload(
             Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts},
             IfNoneMatch="*",
@@ -62,19 +71,19 @@ def put_in_parts(
 
 def _send_parts(
     s3: S3Client, bucket: str, key: str, upload_id: str, body: BinaryIO, size: int,
-    part_size: int, concurrency: int,
+    part_size: int, checksums: list[str], concurrency: int, attempts: int,
 ) -> list[CompletedPartTypeDef]:  # fmt: skip
-    part_size = max(part_size, -(-size // MAX_PARTS))
     part_body = _part_bodies(body, size)
 
     def send(number: int) -> CompletedPartTypeDef:
         offset = (number - 1) * part_size
         length = min(part_size, size - offset)
-        etag = s3.upload_part(
+        checksum = checksums[number - 1]
+        etag = resending(attempts, f"part {number} of {key}", lambda: s3.upload_part(
             Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
-            Body=part_body(offset, length), ContentLength=length,
-        )["ETag"]  # fmt: skip
-        return {"PartNumber": number, "ETag": etag}
+            Body=part_body(offset, length), ContentLength=length, ChecksumSHA256=checksum,
+        ))["ETag"]  # fmt: skip
+        return {"PartNumber": number, "ETag": etag, "ChecksumSHA256": checksum}
 
     pool = ThreadPoolExecutor(concurrency, thread_name_prefix="s3-part")
     try:

@@ -50,7 +50,7 @@ def fetch(url: str) -> bytes:
     client = DownloadClient()
     try:
         fetch_image(url, sink, max_bytes=10**6, max_pixels=10**6, allow_cidrs=LOOPBACK,
-                    timeout=10, client=client)
+                    stall_timeout=10, time_limit=10, client=client)
     finally:
         client.close()
     return sink.getvalue()

@@ -1,4 +1,5 @@
-"""The storage backends, S3 (moto over HTTP) and a local directory, held to one contract."""
+"""The storage backends, S3 (SeaweedFS, a real object store keeping versions) and a local
+directory, held to one contract."""
 
 from __future__ import annotations
 
@@ -11,16 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import boto3
 import pytest
 
 from afterimage.errors import ConfigError, StorageError
 from afterimage.storage import ObjectInfo, ObjectStore, open_store
 from afterimage.storage.base import CHUNK
 from afterimage.storage.file import META_DIR, FileStore
+from afterimage.storage.probe import PROBE
 from afterimage.storage.s3 import S3Store
 from afterimage.storage.s3_parts import put_in_parts
-from tests.support import MotoServer, free_port
+from tests.seaweed import SeaweedServer, versions
+from tests.support import free_port
 
 MiB = 1024 * 1024
 META = {"afterimage-provider": "kie", "afterimage-task-id": "t-1", "afterimage-sha256": "ab" * 32}
@@ -34,13 +36,16 @@ class Backend:
     dead: Callable[[], ObjectStore]  # the same kind of store, unreachable
 
 
-def s3_backend(server: MotoServer, bucket: str) -> Backend:
-    client = boto3.client("s3", endpoint_url=server.url)
+def s3_backend(server: SeaweedServer, bucket: str) -> Backend:
+    client = server.client()
 
     def objects() -> dict[str, list[bytes]]:
         found: dict[str, list[bytes]] = {}
         for version in client.list_object_versions(Bucket=bucket).get("Versions", []):
-            got = client.get_object(Bucket=bucket, Key=version["Key"])
+            if version["Key"] == store.key(PROBE):
+                continue
+            got = client.get_object(Bucket=bucket, Key=version["Key"],
+                                    VersionId=version["VersionId"])
             found.setdefault(version["Key"], []).append(got["Body"].read())
         return found
 
@@ -50,7 +55,8 @@ def s3_backend(server: MotoServer, bucket: str) -> Backend:
     def dead() -> ObjectStore:
         return S3Store(bucket, endpoint_url=f"http://127.0.0.1:{free_port()}", max_attempts=1)
 
-    return Backend(S3Store(bucket, "archive", endpoint_url=server.url), objects, leftovers, dead)
+    store = S3Store(bucket, "archive", endpoint_url=server.url)
+    return Backend(store, objects, leftovers, dead)
 
 
 def file_backend(tmp_path: Path) -> Backend:
@@ -177,7 +183,7 @@ def test_dead_s3_endpoint_is_named(s3_bucket: str) -> None:
         store.ping()
 
 
-def test_s3_client_is_made_lazily_and_reused(s3_server: MotoServer, s3_bucket: str) -> None:
+def test_s3_client_is_made_lazily_and_reused(s3_server: SeaweedServer, s3_bucket: str) -> None:
     store = S3Store(s3_bucket, endpoint_url=s3_server.url)
     assert store._client is None
     store.ping()
@@ -186,7 +192,7 @@ def test_s3_client_is_made_lazily_and_reused(s3_server: MotoServer, s3_bucket: s
     assert store._client is first
 
 
-def test_s3_client_is_made_again_after_fork(s3_server: MotoServer, s3_bucket: str) -> None:
+def test_s3_client_is_made_again_after_fork(s3_server: SeaweedServer, s3_bucket: str) -> None:
     store = S3Store(s3_bucket, endpoint_url=s3_server.url)
     store.ping()
     parent = store._client
@@ -201,7 +207,7 @@ def test_s3_client_is_made_again_after_fork(s3_server: MotoServer, s3_bucket: st
 
 
 def test_s3_conditional_complete_keeps_the_first_object(
-    s3_server: MotoServer, s3_bucket: str
+    s3_server: SeaweedServer, s3_bucket: str
 ) -> None:
     """Past the HEAD check, a key that appears meanwhile still wins: the upload is aborted."""
     store = S3Store(s3_bucket, endpoint_url=s3_server.url)
@@ -209,12 +215,13 @@ def test_s3_conditional_complete_keeps_the_first_object(
     data = os.urandom(6 * MiB)
     won = put_in_parts(
         store._s3(), s3_bucket, "k.png", io.BytesIO(data), len(data), "image/png", META,
-        part_size=5 * MiB, concurrency=2,
+        sha256=None, part_size=5 * MiB, concurrency=2, attempts=1,
     )  # fmt: skip
     assert won is False
     assert store.get("k.png") == b"first"
-    client = boto3.client("s3", endpoint_url=s3_server.url)
+    client = s3_server.client()
     assert client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+    assert versions(client, s3_bucket) == {"k.png": 1}
 
 
 def test_open_store_parses_urls(tmp_path: Path) -> None:
