@@ -2,9 +2,11 @@
 
 The real job runs in one `afterimage worker` (warmed by one small task first, as a running
 worker is); the baseline is bench/plain_upload.py: httpx streams the same kind of URL into
-boto3's upload_fileobj. Both write into the same moto bucket. Runs alternate and the median
-of each is kept. The worker's peak RSS (VmHWM, reset before each large job) is reported with
-its idle RSS; the target is a peak under 100 MB whatever the image size.
+boto3's upload_fileobj. Both write into the same SeaweedFS bucket (the job with SHA-256
+checksums, verified by the store, and If-None-Match; the baseline without either). Runs
+alternate and the median of each is kept. The worker's peak RSS (VmHWM, reset before each
+large job) is reported with its idle RSS; the target is a peak under 100 MB whatever the
+image size.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ from bench.common import (
     finished_count,
     make_bucket,
     memory_kib,
-    moto_server,
     poll_until,
     redis_server,
     reset_peak,
+    seaweed_server,
     simulator,
     stack_env,
 )
@@ -79,7 +81,8 @@ def plain_once(env: dict[str, str], bucket: str, task: tuple[str, str]) -> dict[
 def run(results: Results, work: Path, smoke: bool) -> None:
     nbytes = 5 * MB if smoke else 50 * MB
     runs = 1 if smoke else 5
-    with redis_server(work / "redis") as rds, simulator(work) as sim_url, moto_server() as s3:
+    with redis_server(work / "redis") as rds, simulator(work) as sim_url, \
+            seaweed_server(work / "seaweedfs") as s3:
         client = rds.client
         bucket = make_bucket(s3.url)
         env = stack_env(rds.url, sim_url=sim_url, s3_url=s3.url, bucket=bucket)

@@ -1,4 +1,4 @@
-"""Benchmark 2 — small-image archiving: 2,000 tasks with 256 KB images into moto's S3 server.
+"""Benchmark 2 — small-image archiving: 2,000 tasks with 256 KB images into SeaweedFS (S3).
 
 The same `afterimage worker` processes (SimpleWorker and its dispatcher) run, in turn:
   * the real archive job, fed as the receiver feeds it: each task recorded with one transition
@@ -10,12 +10,15 @@ The same `afterimage worker` processes (SimpleWorker and its dispatcher) run, in
 and, to check the worker model, the empty and the real job under RQ's forking Worker.
 
 A rate is jobs / (last job's end - first job's start), from RQ's own job timestamps. Every
-variant gets a fresh moto (it slows as it fills) and an emptied Redis.
+variant gets a fresh bucket on one SeaweedFS and an emptied Redis. The real job writes every
+object with its SHA-256 checksum, verified by the store, and If-None-Match; the minimal job is
+a plain boto3 PutObject without either.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,9 +37,9 @@ from bench.common import (
     finished_count,
     finished_window,
     make_bucket,
-    moto_server,
     poll_until,
     redis_server,
+    seaweed_server,
     simulator,
     stack_env,
 )
@@ -82,20 +85,19 @@ def enqueue(client: redis.Redis, func: str, args: list[tuple[Any, ...]]) -> None
 
 
 def run_variant(work: Path, redis_url: str, client: redis.Redis, sim_url: str, name: str,
-                count: int, load: Any, forking: bool = False) -> dict[str, Any]:
-    with moto_server() as s3:
-        bucket = make_bucket(s3.url)
-        env = stack_env(redis_url, sim_url=sim_url, s3_url=s3.url, bucket=bucket)
-        client.flushall()
-        workers = Workers(WORKERS, env, work, forking=forking, tag=name[:4])
-        try:
-            load(bucket)
-            poll_until(lambda: finished_count(client) >= count, 600, f"{name}: {count} jobs",
-                       interval=0.1)
-        finally:
-            workers.stop()
-        done, failed, seconds = finished_window(client)
-        archived = int(client.zcard("ai:s:archived:evolink"))
+                count: int, load: Any, s3_url: str, forking: bool = False) -> dict[str, Any]:
+    bucket = make_bucket(s3_url, f"bench-{name}-{uuid.uuid4().hex[:8]}")
+    env = stack_env(redis_url, sim_url=sim_url, s3_url=s3_url, bucket=bucket)
+    client.flushall()
+    workers = Workers(WORKERS, env, work, forking=forking, tag=name[:4])
+    try:
+        load(bucket)
+        poll_until(lambda: finished_count(client) >= count, 600, f"{name}: {count} jobs",
+                   interval=0.1)
+    finally:
+        workers.stop()
+    done, failed, seconds = finished_window(client)
+    archived = int(client.zcard("ai:s:archived:evolink"))
     return {"jobs": done, "failed": failed, "seconds": seconds,
             "rate": done / seconds if seconds else 0.0, "archived": archived}
 
@@ -113,7 +115,7 @@ def run(results: Results, work: Path, smoke: bool) -> None:
     empty_count = 40 if smoke else 1000
     fork_empty_count = 20 if smoke else 400
     fork_count = 10 if smoke else 100
-    with redis_server(work / "redis") as rds, \
+    with redis_server(work / "redis") as rds, seaweed_server(work / "seaweedfs") as s3, \
             simulator(work, "--image-bytes", str(IMAGE_BYTES)) as sim_url:
         client = rds.client
         tasks = create_tasks(sim_url, count)
@@ -137,15 +139,16 @@ def run(results: Results, work: Path, smoke: bool) -> None:
         for part in (tasks[:half], tasks[half:]) if not smoke else (tasks,):
             for name, load in (("real", real(part)), ("minimal", minimal(part))):
                 rounds[name].append(
-                    run_variant(work, rds.url, client, sim_url, name, len(part), load))
+                    run_variant(work, rds.url, client, sim_url, name, len(part), load, s3.url))
         got = {
             **{name: combined(runs) for name, runs in rounds.items()},
             "empty": run_variant(work, rds.url, client, sim_url, "empty", empty_count,
-                                 empty(empty_count)),
+                                 empty(empty_count), s3.url),
             "fork-empty": run_variant(work, rds.url, client, sim_url, "fork-empty",
-                                      fork_empty_count, empty(fork_empty_count), forking=True),
+                                      fork_empty_count, empty(fork_empty_count), s3.url,
+                                      forking=True),
             "fork-real": run_variant(work, rds.url, client, sim_url, "fork-real", fork_count,
-                                     real(fork_tasks), forking=True),
+                                     real(fork_tasks), s3.url, forking=True),
         }
     real_rate, minimal_rate = got["real"]["rate"], got["minimal"]["rate"]
     ratio = real_rate / minimal_rate if minimal_rate else 0.0

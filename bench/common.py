@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 import redis
 
+from tests.seaweed import SeaweedServer
 from tests.support import MotoServer, aws_env, free_port, port_open, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,6 +182,16 @@ def redis_server(data_dir: Path, fsync: str = "always", appendonly: bool = True,
 @contextmanager
 def moto_server() -> Iterator[MotoServer]:
     server = MotoServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def seaweed_server(data_dir: Path) -> Iterator[SeaweedServer]:
+    """SeaweedFS, a real object store (checksums verified, If-None-Match honoured)."""
+    server = SeaweedServer(data_dir).start()
     try:
         yield server
     finally:

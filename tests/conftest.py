@@ -1,5 +1,5 @@
 """Shared fixtures: a real Redis and a real S3 object store (SeaweedFS), started once per
-session; moto's S3 server where a second implementation earns its place."""
+session."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from tests.seaweed import SeaweedServer
-from tests.support import MotoServer, RedisServer, clean_env
+from tests.support import RedisServer, clean_env
 
 # The suite is immune to the caller's shell: no AFTERIMAGE_* setting exported there reaches
 # this process (Settings.from_env(), in-process CLI runs) or any child it starts.
@@ -53,14 +53,6 @@ def s3_bucket(s3_server: SeaweedServer) -> str:
     client.create_bucket(Bucket=name)
     client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
     return name
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    """moto's S3 server: a mock (it verifies no checksum), for what SeaweedFS cannot do."""
-    server = MotoServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture()

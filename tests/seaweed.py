@@ -101,16 +101,21 @@ class SeaweedServer:
         try:
             self.proc.wait(grace)
         except subprocess.TimeoutExpired:
+            self.kill()
+        self._gone()
+
+    def kill(self) -> None:
+        """Gone at once, as in a crash; `start` brings it back with its data."""
+        if self.proc is not None:
             self.proc.kill()
             self.proc.wait(10)
+        self._gone()
+
+    def _gone(self) -> None:
         self.proc = None
         for port in self.ports.values():  # the local sockets it leaves in /tmp
             for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
                 sock.unlink(missing_ok=True)
-
-    def kill(self) -> None:
-        """Gone at once, as in a crash; `start` brings it back with its data."""
-        self.stop(grace=0.0)
 
     def log_tail(self) -> str:
         path = self.data_dir / "weed.log"

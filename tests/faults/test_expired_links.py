@@ -14,7 +14,7 @@ from rq.job import Job, JobStatus
 from afterimage.manifest import archive_job_id
 from tests.faults.helpers import archived_exactly_once
 from tests.stack import Stack, running_stack
-from tests.support import MotoServer
+from tests.support import MotoServer, wait_for
 
 
 @pytest.fixture()
@@ -52,7 +52,8 @@ def test_dead_links_and_no_fresh_ones_end_the_task_expired_at_once(
     assert str(status) in task["error"]["message"]
     assert task["attempts"] == 1
     job = Job.fetch(archive_job_id("evolink", task_id, 1), connection=stack.db)
-    assert job.get_status() == JobStatus.FINISHED  # no retry is scheduled
+    # no retry is scheduled: the job finishes (RQ marks it just after the task has moved)
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, 10, "the job to finish")
     assert stack.objects(f"archive/evolink/{task_id}/") == {}
 
 

@@ -1,6 +1,7 @@
-"""The S3 endpoint goes away (the server process stops) and comes back on the same port:
-jobs back off and finish; those whose retries run out end archive_failed, and a replay (the
-CLI or POST /v1/replay) archives them."""
+"""The object store goes away (SeaweedFS killed) and comes back on the same ports with its
+data: jobs back off and finish; those whose retries run out end archive_failed, and a replay
+(the CLI or POST /v1/replay) archives them. Workers that start while it is away check it for
+put-once before their first write."""
 
 from __future__ import annotations
 
@@ -9,27 +10,28 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from tests.faults.helpers import archived_exactly_once, versioned
+from tests.seaweed import SeaweedServer
 from tests.stack import Stack, running_stack
-from tests.support import MotoServer, wait_for
+from tests.support import wait_for
 
 BUCKET = "outage"
 
 
 @pytest.fixture()
-def moto() -> Iterator[MotoServer]:
-    server = MotoServer().start()  # this test's own: it is stopped and started again
+def store(tmp_path: Path) -> Iterator[SeaweedServer]:
+    """This test's own SeaweedFS: it is killed and started again."""
+    server = SeaweedServer(tmp_path / "seaweedfs").start()
+    server.client().create_bucket(Bucket=BUCKET)
     yield server
     server.stop()
 
 
-def bring_back(moto: MotoServer, stack: Stack) -> None:
-    """Start the endpoint again on its port; its memory is gone, so the bucket is made anew."""
-    moto.start()
-    boto3.client("s3", endpoint_url=moto.url).create_bucket(Bucket=BUCKET)
+def bring_back(store: SeaweedServer, stack: Stack) -> None:
+    """Start the store again on its ports, with the data it had (the bucket among them)."""
+    store.start()
     versioned(stack)
 
 
@@ -39,33 +41,31 @@ def make_tasks(stack: Stack, count: int) -> list[str]:
 
 
 def test_jobs_back_off_while_s3_is_down_and_finish_when_it_returns(
-    redis_url: str, moto: MotoServer, tmp_path: Path
+    redis_url: str, store: SeaweedServer, tmp_path: Path
 ) -> None:
-    boto3.client("s3", endpoint_url=moto.url).create_bucket(Bucket=BUCKET)
-    with running_stack(redis_url, moto.url, BUCKET, tmp_path, workers=2) as stack:
-        moto.stop()
+    with running_stack(redis_url, store.url, BUCKET, tmp_path, workers=2) as stack:
+        store.kill()
         ids = make_tasks(stack, 3)
         wait_for(lambda: all(stack.task("evolink", i)["attempts"] >= 2 for i in ids), 30,
                  "every task to have failed once and been retried")
         assert {stack.task("evolink", i)["state"] for i in ids} == {"queued"}
-        bring_back(moto, stack)
+        bring_back(store, stack)
         for task_id in ids:
             stack.wait_state("evolink", task_id, "archived", timeout=40)
             archived_exactly_once(stack, "evolink", task_id, images=1)
 
 
 def test_tasks_whose_retries_run_out_are_replayed_once_s3_is_back(
-    redis_url: str, moto: MotoServer, tmp_path: Path
+    redis_url: str, store: SeaweedServer, tmp_path: Path
 ) -> None:
-    boto3.client("s3", endpoint_url=moto.url).create_bucket(Bucket=BUCKET)
-    with running_stack(redis_url, moto.url, BUCKET, tmp_path, workers=2,
+    with running_stack(redis_url, store.url, BUCKET, tmp_path, workers=2,
                        extra_env={"AFTERIMAGE_ARCHIVE_RETRIES": "1"}) as stack:
-        moto.stop()
+        store.kill()
         by_cli, by_api = make_tasks(stack, 2)
         for task_id in (by_cli, by_api):
             task = stack.wait_state("evolink", task_id, "archive_failed", timeout=30)
             assert task["error"]["code"] == "storage_error"
-        bring_back(moto, stack)
+        bring_back(store, stack)
 
         cli = subprocess.run([sys.executable, "-m", "afterimage", "replay", "evolink", by_cli],
                              env=stack.env, capture_output=True, text=True, timeout=30)
