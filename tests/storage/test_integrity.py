@@ -114,11 +114,13 @@ def test_a_body_damaged_every_time_is_never_stored(
     assert versions(s3_server.client(), s3_bucket) == {}
 
 
-@pytest.mark.parametrize("size", [64 * 1024, 6 * MiB], ids=["single", "multipart"])
 def test_racing_writers_of_one_key_leave_one_version(
-    s3_server: SeaweedServer, s3_bucket: str, size: int
+    s3_server: SeaweedServer, s3_bucket: str
 ) -> None:
-    writers = 6
+    """Single PUTs (every image up to the 16 MiB multipart threshold, every manifest). Racing
+    multipart completes are not atomic in SeaweedFS 4.48 (several may succeed, leaving several
+    versions), so there it rests on the ledger: one archive job per task and generation."""
+    writers, size = 8, 64 * 1024
     bodies = [bytes([i]) * size for i in range(writers)]
     results: dict[int, bool] = {}
     start = threading.Barrier(writers)
