@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from afterimage.errors import (
     LedgerUnavailableError,
     NotReplayableError,
     PermanentProviderError,
+    StorageError,
     TaskNotFoundError,
 )
 from afterimage.ledger import AsyncLedger, index_key, move_args, replay_args
@@ -38,6 +40,7 @@ from afterimage.schedule import first_poll, learns
 from afterimage.settings import Settings
 from afterimage.tokens import callback_url
 
+log = logging.getLogger("afterimage.operations")
 REPLAYABLE_STATES = (TaskState.ARCHIVE_FAILED.value, TaskState.EXPIRED.value)
 REPLAY_LIMIT = 1000  # tasks one bulk replay queues unless told otherwise
 MAX_REPLAY_LIMIT = 100_000
@@ -141,7 +144,14 @@ async def track(
         raise InvalidRequestError("metadata must be a JSON object")
     check_ref(settings, provider, model, status_url)
     if store is not None and await ledger.get(provider, task_id) is None:
-        found = await asyncio.to_thread(archived_task, store, provider, task_id)
+        try:
+            found = await asyncio.to_thread(archived_task, store, provider, task_id)
+        except StorageError as exc:  # tracked all the same: its archive job looks again
+            log.warning("track %s %s: the bucket could not be asked for a manifest (%s)",
+                        provider, task_id, exc,
+                        extra={"event": "manifest_unknown", "provider": provider,
+                               "task_id": task_id})
+            found = None
         if found is not None:
             await ledger.move(restore_args(found[0], "none"))
             return Tracked(await _get(ledger, provider, task_id), False)

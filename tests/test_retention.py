@@ -4,6 +4,8 @@ bucket answers for them (GET, late callbacks, registrations), fetching and writi
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -202,3 +204,23 @@ def test_a_registration_of_a_removed_task_is_archived_at_once(stack: Stack) -> N
     assert stored[b"st"] == b"archived"
     assert json.loads(stored[b"img"]) == archived["images"]
     assert stack.sim.task("evolink", task_id)["queries"]["count"] == queries
+
+
+def test_the_cli_answers_and_tracks_a_removed_task_from_its_manifest(stack: Stack) -> None:
+    task_id = submit(stack, "evolink")
+    archived = stack.wait_state("evolink", task_id, "archived")
+    removed(stack, "evolink", task_id)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "afterimage", *args], env=stack.env,
+                              capture_output=True, text=True, timeout=60)
+
+    shown = cli("status", "evolink", task_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["images"] == archived["images"]
+    assert not stack.db.exists(keys.task("evolink", task_id))  # a look changes nothing
+    tracked = cli("track", "evolink", task_id)
+    assert tracked.returncode == 0, tracked.stderr
+    assert "(archived)" in tracked.stdout
+    assert stack.db.hget(keys.task("evolink", task_id), "st") == b"archived"
+    assert cli("status", "evolink", "never-seen").returncode == 1

@@ -16,6 +16,8 @@ from afterimage.ledger import AsyncLedger, Ledger
 from afterimage.models import Task, TaskState
 from afterimage.operations import MAX_REPLAY_LIMIT, REPLAY_LIMIT, REPLAYABLE_STATES
 from afterimage.providers import adapter
+from afterimage.retention import archived_task
+from afterimage.storage import open_store
 from afterimage.tokens import callback_url as make_callback_url
 
 T = TypeVar("T")
@@ -76,8 +78,11 @@ def track(provider: str, task_id: str, metadata: str, model: str | None,
     except ValueError:
         raise click.BadParameter("not JSON", param_hint="--metadata") from None
     settings = effective_settings()
+    # The bucket answers for a task that retention removed from Redis: tracked again, it is
+    # archived from its manifest at once.
+    store = open_store(settings.storage_url, settings.s3_endpoint_url)
     done = on_ledger(lambda led: operations.track(led, settings, provider, task_id, meta,
-                                                  model, status_url))
+                                                  model, status_url, store=store))
     t = done.task
     click.echo(f"{'tracking' if done.created else 'already known'}: {t.provider} {t.task_id} "
                f"({t.state})")
@@ -105,6 +110,11 @@ def status(provider: str, task_id: str, as_json: bool) -> None:
     """Show one task."""
     name = adapter(provider).name  # bad usage is told before Redis is needed
     task = ledger().get(name, task_id)
+    if task is None:  # removed by retention? the bucket answers for an archived one
+        settings = effective_settings()
+        found = archived_task(open_store(settings.storage_url, settings.s3_endpoint_url),
+                              name, task_id)
+        task = found[0] if found else None
     if task is None:
         raise AfterimageError(f"no task {provider} {task_id}")
     if as_json:
