@@ -6,15 +6,23 @@ HTTP; worker and poller processes; the simulator as the provider."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from afterimage import keys, redis_client
+from afterimage.errors import ReplicasBehindError
+from afterimage.ledger import AsyncLedger, move_args
+from afterimage.models import TaskState
+from afterimage.settings import Settings
 from receiver import create_app
 from tests.receiver.test_callbacks import cb_url, completed, settings_for
 from tests.sentinels import SentinelCluster
@@ -56,6 +64,51 @@ def test_too_few_replicas_holding_a_callback_answers_503(cluster: SentinelCluste
                        env={"AFTERIMAGE_REDIS_URL": cluster.url})
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["state"] == "queued"
+
+
+def test_a_registration_sent_again_is_acknowledged_only_once_a_replica_holds_it(
+    cluster: SentinelCluster,
+) -> None:
+    """The replica is connected but frozen (SIGSTOP): a registration is refused. Sent again
+    through another connection whose own last write came before the freeze, it is a
+    duplicate that writes nothing itself: still refused until the replica holds the first
+    try's write. (WAIT counts up to the connection's replication offset, which Redis moves
+    to the newest one at every script call, whether the script wrote or not.)"""
+    settings = Settings(redis_url=cluster.url, redis_min_replicas=1)
+    args = move_args("evolink", "again", TaskState.PENDING, allowed="none", due_at=0.0)
+    replica = cluster.b.proc
+    assert replica is not None
+
+    async def scenario() -> None:
+        first = redis_client.connect_async(settings, max_connections=1)
+        second = redis_client.connect_async(settings, max_connections=1)
+        try:
+            ledger_1 = AsyncLedger(first, 1)
+            ledger_2 = AsyncLedger(second, 1)
+            await ledger_2.move(move_args("evolink", "before", TaskState.PENDING,
+                                          allowed="none", due_at=0.0))  # held by the replica
+            replica.send_signal(signal.SIGSTOP)
+            try:
+                with pytest.raises(ReplicasBehindError):
+                    await ledger_1.move(args)  # written on the primary, not acknowledged
+                with pytest.raises(ReplicasBehindError):
+                    await ledger_2.move(args)  # a duplicate: this call writes nothing itself
+            finally:
+                replica.send_signal(signal.SIGCONT)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    assert not (await ledger_2.move(args)).ok  # acknowledged, as a duplicate
+                    break
+                except ReplicasBehindError:
+                    assert time.monotonic() < deadline, "the replica did not catch up"
+        finally:
+            await first.aclose()
+            await second.aclose()
+
+    asyncio.run(scenario())
+    with cluster.b.client() as db:
+        assert db.exists(keys.task("evolink", "again"))
 
 
 @pytest.mark.timeout(600)  # the sum of its waits
