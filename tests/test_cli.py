@@ -90,3 +90,37 @@ def test_callback_url_uses_the_first_secret() -> None:
     from afterimage.tokens import callback_url
 
     assert done.stdout.strip() == callback_url("https://x.example", "new", "kie")
+    from afterimage.tokens import webhook_secret
+
+    done = afterimage("callback-url", "bfl", "--webhook-secret", env={"AFTERIMAGE_SECRET": "new"})
+    assert done.stdout.strip() == webhook_secret("new", "bfl")
+    assert afterimage("callback-url", "fal", "--webhook-secret",
+                      env={"AFTERIMAGE_SECRET": "new"}).returncode == 2
+
+
+def test_submit_and_track_take_the_model_and_polling_url(redis_url: str, tmp_path: Path) -> None:
+    from afterimage.simulator import run_simulator
+
+    with run_simulator(delay=60.0) as sim:
+        env = {"AFTERIMAGE_REDIS_URL": redis_url, "AFTERIMAGE_SECRET": "s" * 16,
+               **sim.env(), "AFTERIMAGE_FAL_API_KEY": "k", "AFTERIMAGE_BFL_API_KEY": "k"}
+        request = tmp_path / "flux.json"
+        request.write_text('{"prompt": "a red kite"}')
+        done = afterimage("submit", "fal", "--model", "fal-ai/flux/dev", "--json", str(request),
+                          env=env)
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout)
+        assert out["task"]["state"] == "pending" and out["provider_response"]["status_url"]
+        assert sim.task("fal", out["task"]["task_id"])["known"]
+        done = afterimage("submit", "bfl", "--model", "flux-pro-1.1", "--json", str(request),
+                          env=env)
+        assert done.returncode == 0, done.stderr
+        bfl = json.loads(done.stdout)["task"]["task_id"]
+        assert sim.task("bfl", bfl)["known"]
+        missing = afterimage("submit", "fal", "--json", str(request), env=env)
+        assert missing.returncode == 2 and "model" in missing.stderr
+    done = afterimage("track", "fal", "f-9", "--model", "fal-ai/flux/dev", env=env)
+    assert done.returncode == 0 and "tracking" in done.stdout
+    elsewhere = afterimage("track", "bfl", "b-9", "--status-url", "https://evil.example/x",
+                           env=env)
+    assert elsewhere.returncode == 2 and "status_url" in elsewhere.stderr

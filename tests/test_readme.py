@@ -12,7 +12,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ["README.md", "SECURITY.md", "docs/operations.md", "docs/design.md"]
+DOCS = ["README.md", "SECURITY.md", "docs/operations.md", "docs/design.md", "docs/providers.md"]
 
 
 def parse(path: Path) -> list[Token]:

@@ -19,6 +19,7 @@ from afterimage.providers import adapter
 from afterimage.retention import archived_task
 from afterimage.storage import open_store
 from afterimage.tokens import callback_url as make_callback_url
+from afterimage.tokens import webhook_secret
 
 T = TypeVar("T")
 
@@ -50,7 +51,9 @@ def on_ledger(operation: Callable[[AsyncLedger], Awaitable[T]]) -> T:
 
 @command("callback-url")
 @click.argument("provider")
-def callback_url(provider: str) -> None:
+@click.option("--webhook-secret", "secret", is_flag=True,
+              help="Print the secret PROVIDER must echo in X-Webhook-Secret (bfl) instead.")
+def callback_url(provider: str, secret: bool) -> None:
     """Print the callback URL to give PROVIDER."""
     chosen = adapter(provider)
     if not chosen.has_callbacks:
@@ -60,6 +63,11 @@ def callback_url(provider: str) -> None:
     settings = effective_settings()
     if not settings.secrets:
         raise ConfigError("AFTERIMAGE_SECRET is not set (and no `afterimage up` data dir has one)")
+    if secret:
+        if not chosen.hands_out_secret:
+            raise BadUsage(f"{chosen.name} is given no webhook secret")
+        click.echo(webhook_secret(settings.secrets[0], chosen.name))
+        return
     click.echo(make_callback_url(settings.public_url, settings.secrets[0], chosen.name))
 
 

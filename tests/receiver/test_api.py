@@ -148,3 +148,44 @@ def test_readiness_and_metrics_see_an_unreachable_object_store(
         blocker.unlink()
         assert httpx.get(server.url + "/readyz").status_code == 200
         assert "afterimage_storage_up 1.0" in httpx.get(server.url + "/metrics").text.splitlines()
+
+
+def test_fal_is_tracked_only_with_its_app_id(api: httpx.Client, redis_url: str) -> None:
+    import redis
+
+    r = api.post("/v1/tasks", json={"provider": "fal", "task_id": "f-1"})
+    assert r.status_code == 422 and "model" in r.json()["error"]["message"]
+    for bad in ("flux", "fal-ai/../x", 42):
+        r = api.post("/v1/tasks", json={"provider": "fal", "task_id": "f-1", "model": bad})
+        assert r.status_code == 422, bad
+    r = api.post("/v1/tasks", json={"provider": "fal", "task_id": "f-1",
+                                     "model": "fal-ai/flux/dev"})
+    assert r.status_code == 201
+    stored = redis.Redis.from_url(redis_url).hget("ai:t:fal:f-1", "mdl")
+    assert stored == b"fal-ai/flux/dev"
+    r = api.post("/v1/providers/fal/generations", json={"prompt": "x"})  # no ?model=
+    assert r.status_code == 422 and "model" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("provider", "url", "status"), [
+    ("bfl", "https://api.bfl.ai/v1/get_result?id=b-1", 201),
+    ("bfl", "https://api.eu1.bfl.ai/v1/get_result?id=b-1", 201),
+    ("bfl", "https://evil.example/v1/get_result?id=b-1", 422),
+    ("bfl", "http://api.bfl.ai/v1/get_result?id=b-1", 422),
+    ("bfl", "https://api.bfl.ai.evil.example/x", 422),
+    ("evolink", "https://api.evolink.ai/v1/tasks/b-1", 422),  # takes no status_url
+])
+def test_status_url_must_be_on_the_providers_site(
+    api: httpx.Client, provider: str, url: str, status: int
+) -> None:
+    r = api.post("/v1/tasks", json={"provider": provider, "task_id": "b-1", "status_url": url})
+    assert r.status_code == status, r.text
+    if status == 422:
+        assert "status_url" in r.json()["error"]["message"]
+        assert api.get(f"/v1/tasks/{provider}/b-1").status_code == 404
+
+
+def test_bfl_callback_url_comes_with_the_secret_to_echo(api: httpx.Client) -> None:
+    got = api.get("/v1/providers/bfl/callback-url").json()
+    assert set(got) == {"callback_url", "webhook_secret"} and len(got["webhook_secret"]) >= 32
+    assert set(api.get("/v1/providers/replicate/callback-url").json()) == {"callback_url"}
