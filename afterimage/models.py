@@ -46,6 +46,7 @@ class ProviderResult:
     expires_at: datetime | None = None
     model: str | None = None
     fetch: bool = False  # succeeded, but the URLs must be fetched (ProviderAdapter.result_request)
+    eta: float | None = None  # pending: seconds until the provider expects to finish, if it says
 
 
 @dataclass(frozen=True)

@@ -110,10 +110,18 @@ def first_query(guide: Guidance, detection: float, learned: Sketch | None) -> fl
 
 
 def next_query(guide: Guidance, age: float, detection: float, learned: Sketch | None,
-               deadline_left: float | None = None) -> float:
-    """Seconds from now to the next query of a task `age` seconds old that is still pending."""
-    first = first_query(guide, detection, learned)
+               deadline_left: float | None = None, eta: float | None = None) -> float:
+    """Seconds from now to the next query of a task `age` seconds old that is still pending
+    (asked about just now, or just tracked).
+    `eta`, the provider's own estimate of the seconds left (slack for its clock included),
+    brings the next query forward to it, never later than the plan and never sooner than
+    the provider's shortest gap."""
     step = gap(guide, detection, deadline_left)
-    if age < first:
-        return min(first - age, step) if deadline_left is not None else first - age
-    return step
+    # A query may come a little before its time (a batch takes tasks due soon along): the next
+    # is then a whole gap later, not at the first query's time again.
+    wait = max(first_query(guide, detection, learned) - age, step)
+    if deadline_left is not None:
+        wait = step
+    if eta is not None:
+        wait = min(wait, max(guide.min_gap, eta))
+    return wait

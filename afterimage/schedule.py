@@ -18,6 +18,7 @@ from afterimage.settings import Settings
 
 SHORT_LIVED = 3600.0  # links that live this long or less get the tight schedule
 GAP_SHARE = 1 / 20  # of a short link life: the longest wait between polls
+ETA_SLACK = 2.0  # s after a provider's ETA: its times come in whole seconds (start and length)
 URGENT_SHARE = 1 / 8  # archived ahead of others once less than this share of the life is left
 
 
@@ -60,12 +61,14 @@ def first_poll(settings: Settings, provider: str, learned: Sketch | None = None)
 
 
 def poll_gap(settings: Settings, provider: str, age: float, learned: Sketch | None = None,
-             deadline_left: float | None = None) -> float:
+             deadline_left: float | None = None, eta: float | None = None) -> float:
     """Seconds to the next status query of a task `age` seconds old (and `deadline_left`
-    seconds before its links die, when that is known)."""
+    seconds before its links die, when that is known; `eta` seconds before the provider
+    expects it done, when it says)."""
     scale = settings.poll_scale
     if not learns(provider):
         return min(adapter(provider).poll_plan.next_gap(age / scale), _cap(provider)) * scale
     return poll_plan.next_query(
         guidance(provider), age / scale, settings.poll_detection, learned,
-        None if deadline_left is None else deadline_left / scale) * scale
+        None if deadline_left is None else deadline_left / scale,
+        None if eta is None else (eta + ETA_SLACK) / scale) * scale

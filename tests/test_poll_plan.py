@@ -3,7 +3,9 @@ clock passed in."""
 
 from __future__ import annotations
 
+import json
 import random
+from datetime import UTC, datetime
 
 import pytest
 import redis
@@ -18,6 +20,7 @@ from afterimage.poll_plan import (
     first_query,
     next_query,
 )
+from afterimage.providers import adapter, fields
 from afterimage.schedule import first_poll, guidance, poll_gap
 from afterimage.settings import Settings
 
@@ -57,6 +60,7 @@ def test_learned_first_query_is_one_budget_after_the_earliest_completions() -> N
     assert first_query(APIMART, 30.0, spread) == pytest.approx(54.0)
     assert next_query(APIMART, 10.0, 30.0, spread) == pytest.approx(44.0)
     assert next_query(APIMART, 54.0, 30.0, spread) == pytest.approx(24.0)
+    assert next_query(APIMART, 53.0, 30.0, spread) == pytest.approx(24.0)  # asked a bit early
 
 
 def test_narrow_completions_are_asked_about_at_their_end() -> None:
@@ -139,3 +143,44 @@ def test_the_store_stays_bounded_and_prefers_the_models_own_history(redis_url: s
     assert unknown is not None and unknown.total == pytest.approx(float(whole[b"n"]))
     assert learning.learned(client, "toapis") is None
     client.close()
+
+
+def test_a_providers_eta_brings_the_next_query_forward_never_back() -> None:
+    spread = Sketch.of(30.0 + i for i in range(91))
+    assert next_query(APIMART, 60.0, 30.0, spread, eta=7.0) == 7.0
+    assert next_query(APIMART, 60.0, 30.0, spread, eta=90.0) == pytest.approx(24.0)
+    assert next_query(APIMART, 60.0, 30.0, spread, eta=0.5) == 3.0  # the docs' shortest gap
+    settings = Settings(poll_scale=0.5)
+    assert poll_gap(settings, "apimart", 30.0, spread, eta=3.0) == pytest.approx(5.0)  # +2 s
+
+
+NOW = datetime(2026, 12, 7, 18, 0, tzinfo=UTC)
+START = NOW.timestamp() - 40
+
+
+@pytest.mark.parametrize(("created", "progress", "estimated", "expected"), [
+    (START, None, 60, 20.0),  # 60 s of work, 40 done
+    (START, 80, None, 10.0),  # 80 % in 40 s
+    (START, 80, 60, 20.0),  # the estimate wins
+    (START, 2, None, None),  # too early to extrapolate
+    (START, None, 30, None),  # overdue: no hint
+    (None, 50, 60, None),  # no start
+    ("yesterday", 50, 60, None),  # unreadable: no hint, no error
+    (START, True, "60", None),
+    (NOW.timestamp() + 5, 50, None, None),  # a start in the future
+])
+def test_eta_from_the_providers_hints(created: object, progress: object, estimated: object,
+                                     expected: float | None) -> None:
+    got = fields.eta(NOW, created, progress, estimated)
+    assert got == (None if expected is None else pytest.approx(expected))
+
+
+def test_apimart_and_toapis_pending_replies_carry_their_eta() -> None:
+    created = int(START)
+    body = {"code": 200, "data": {"id": "t1", "status": "processing", "progress": 50,
+                                  "created": created, "estimated_time": 100}}
+    pending = adapter("apimart").parse_status("t1", 200, {}, json.dumps(body).encode(), NOW)
+    assert pending.eta == pytest.approx(60.0, abs=1)
+    body2 = {"id": "t2", "status": "in_progress", "progress": 50, "created_at": created}
+    pending = adapter("toapis").parse_status("t2", 200, {}, json.dumps(body2).encode(), NOW)
+    assert pending.eta == pytest.approx(40.0, abs=1)

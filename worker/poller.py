@@ -268,7 +268,7 @@ class Poller:
             # the schedule, so ZADD XX leaves one that moved on meanwhile where it is. Written
             # with the others by flush_reschedules.
             gap = poll_gap(self.settings, provider, now - created,
-                           self._learned(provider, outcome.model))
+                           self._learned(provider, outcome.model), eta=outcome.eta)
             with self._lock:
                 self._deferred.setdefault(provider, {})[task_id] = now + gap
             return
@@ -289,7 +289,8 @@ class Poller:
             else:
                 left = None if task.expires_at is None else task.expires_at.timestamp() - now
                 gap = poll_gap(self.settings, provider, age,
-                               self._learned(provider, outcome.model or task.model), left)
+                               self._learned(provider, outcome.model or task.model), left,
+                               outcome.eta)
                 self._reschedule(provider, [task_id], now + gap, later)
         else:
             args = result_args(outcome, confirm=False, confirmed=True, now=now, first_poll=0,

@@ -17,6 +17,7 @@ from afterimage.providers.fields import (
     body_code,
     endpoint,
     envelope_code,
+    eta,
     failed,
     http_error,
     lifetime,
@@ -57,6 +58,9 @@ class _Task(BaseModel):
     result: _Result | None = None
     completed: float | str | None = None
     error: ErrorInfo | str | None = None
+    created: Any = None  # hints for the poll schedule, never validated
+    progress: Any = None
+    estimated_time: Any = None
 
 
 class _Envelope(BaseModel):
@@ -160,7 +164,8 @@ class Apimart(ProviderAdapter):
     def _result(self, task_id: str, task: _Task, now: datetime, at: str) -> ProviderResult:
         outcome = outcome_of(self.name, STATES, task.status, f"{at}status")
         if outcome is Outcome.PENDING:
-            return ProviderResult(self.name, task_id, outcome, model=task.model)
+            hint = eta(now, task.created, task.progress, task.estimated_time)
+            return ProviderResult(self.name, task_id, outcome, model=task.model, eta=hint)
         completed = timestamp(self.name, f"{at}completed", task.completed)
         if outcome is Outcome.FAILED:
             return failed(self.name, task_id, task.status, task.error, task.model, completed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -249,3 +250,29 @@ def check_envelope(
     if code in REFUSED_INPUT:
         raise ProviderRefusedInputError(provider, message, **kwargs)
     raise PermanentProviderError(provider, message, **kwargs)
+
+
+def eta(now: datetime, created: object, progress: object = None,
+        estimated: object = None) -> float | None:
+    """Seconds until a pending task should finish, from the provider's own hints: `estimated`
+    seconds of work counted from `created`, else `progress` (percent) extrapolated from the
+    time since `created`. None when the hints are absent, unreadable or already overdue: a
+    hint never fails a reply."""
+    try:
+        start = timestamp("", "", created)
+    except AdapterError:
+        return None
+    if start is None or (elapsed := (now - start).total_seconds()) < 0:
+        return None
+    left = None
+    if (work := _number(estimated)) is not None and work > 0:
+        left = work - elapsed
+    elif (done := _number(progress)) is not None and 5 <= done < 100:
+        left = elapsed * (100 - done) / done
+    return left if left is not None and 0 < left < 86400 else None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None

@@ -14,6 +14,7 @@ from afterimage.providers.fields import (
     ErrorInfo,
     created_id,
     endpoint,
+    eta,
     failed,
     http_error,
     outcome_of,
@@ -41,6 +42,8 @@ class _Task(BaseModel):
     completed_at: float | str | None = None
     expires_at: float | str | None = None
     error: ErrorInfo | str | None = None
+    created_at: Any = None  # hints for the poll schedule, never validated
+    progress: Any = None
 
 
 class Toapis(ProviderAdapter):
@@ -65,7 +68,8 @@ class Toapis(ProviderAdapter):
         same_task(self.name, "id", task_id, task.id)
         outcome = outcome_of(self.name, STATES, task.status)
         if outcome is Outcome.PENDING:
-            return ProviderResult(self.name, task_id, outcome, model=task.model)
+            hint = eta(now, task.created_at, task.progress)
+            return ProviderResult(self.name, task_id, outcome, model=task.model, eta=hint)
         completed = timestamp(self.name, "completed_at", task.completed_at)
         if outcome is Outcome.FAILED:
             return failed(self.name, task_id, task.status, task.error, task.model, completed)
