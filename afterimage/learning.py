@@ -23,7 +23,7 @@ TTL = 30 * 86400  # a provider or model not seen for this long is forgotten
 CACHE_SECONDS = 5.0
 _MODEL = re.compile(r"[^A-Za-z0-9._/-]")
 
-_cache: dict[tuple[str, str | None], tuple[float, Sketch | None]] = {}
+_cache: dict[tuple[int, str, str | None], tuple[float, Sketch | None]] = {}  # by client
 _lock = threading.Lock()
 
 
@@ -66,44 +66,46 @@ def _pick(provider_fields: dict[Any, Any], model_fields: dict[Any, Any]) -> Sket
     return None
 
 
-def _cached(provider: str, model: str | None, now: float) -> tuple[bool, Sketch | None]:
+def _cached(client: object, provider: str, model: str | None,
+            now: float) -> tuple[bool, Sketch | None]:
     with _lock:
-        hit = _cache.get((provider, model))
+        hit = _cache.get((id(client), provider, model))
     if hit is not None and now - hit[0] < CACHE_SECONDS:
         return True, hit[1]
     return False, None
 
 
-def _keep(provider: str, model: str | None, now: float, sketch: Sketch | None) -> Sketch | None:
+def _keep(client: object, provider: str, model: str | None, now: float,
+          sketch: Sketch | None) -> Sketch | None:
     with _lock:
         if len(_cache) > 1000:
             _cache.clear()
-        _cache[(provider, model)] = (now, sketch)
+        _cache[(id(client), provider, model)] = (now, sketch)
     return sketch
 
 
 def learned(client: redis.Redis, provider: str, model: str | None = None) -> Sketch | None:
     """What has been learned about `provider` (and `model`), or None while too little."""
     model, now = model_key(model), time.monotonic()
-    found, sketch = _cached(provider, model, now)
+    found, sketch = _cached(client, provider, model, now)
     if found:
         return sketch
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(keys.learned(provider))
     pipe.hgetall(keys.learned(provider, model) if model else keys.learned(provider))
     both = cast(list[dict[Any, Any]], pipe.execute())
-    return _keep(provider, model, now, _pick(both[0], both[1] if model else {}))
+    return _keep(client, provider, model, now, _pick(both[0], both[1] if model else {}))
 
 
 async def learned_async(client: redis.asyncio.Redis, provider: str,
                         model: str | None = None) -> Sketch | None:
     """`learned` for the receiver's asyncio client."""
     model, now = model_key(model), time.monotonic()
-    found, sketch = _cached(provider, model, now)
+    found, sketch = _cached(client, provider, model, now)
     if found:
         return sketch
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(keys.learned(provider))
     pipe.hgetall(keys.learned(provider, model) if model else keys.learned(provider))
     both = cast(list[dict[Any, Any]], await pipe.execute())
-    return _keep(provider, model, now, _pick(both[0], both[1] if model else {}))
+    return _keep(client, provider, model, now, _pick(both[0], both[1] if model else {}))
