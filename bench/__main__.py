@@ -15,7 +15,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import archive_large, archive_small, e2e, ingest, poll_queries, poller, retention
+from bench import (
+    archive_large,
+    archive_small,
+    e2e,
+    ingest,
+    poll_queries,
+    poller,
+    retention,
+    short_links,
+)
 from bench.common import ROOT, Results, table, write_json
 
 BENCHES = {
@@ -26,6 +35,7 @@ BENCHES = {
     "poller": poller.run,
     "retention": retention.run,
     "polls": poll_queries.run,
+    "short": short_links.run,
 }
 
 
