@@ -148,6 +148,21 @@ class Settings:
                 if adapter.https_callbacks_only and name in self.api_keys
                 and not _loopback(self.base_urls.get(name, ""))]  # a local stand-in does not
 
+    def signature_warnings(self) -> list[str]:
+        """Providers whose callbacks must be signed but that have nothing to check them with:
+        every callback of theirs will be refused (401)."""
+        out = []
+        for name, a in ADAPTERS.items():
+            base = self.base_urls.get(name) or a.default_base_url
+            keys_url = self.keys_urls.get(name) or a.default_keys_url
+            if (a.signature_required and a.has_callbacks and not self.webhook_secrets.get(name)
+                    and a.keys_request(base, self.api_keys.get(name), keys_url) is None):
+                setting = f"AFTERIMAGE_{a.keys_setting}" if a.keys_setting else "a key"
+                out.append(f"{name} signs its callbacks and there is nothing to check them "
+                           f"with: set {setting} or AFTERIMAGE_{name.upper()}_API_KEY; until "
+                           f"then every {name} callback is refused (401)")
+        return out
+
     def require_receiver_secrets(self) -> None:
         """The plain receiver refuses to start without a secret and an API token."""
         if not self.secrets:

@@ -105,7 +105,7 @@ def receiver(workers: int) -> None:
     need_redis(settings)
     level, secrets = settings.log_level, settings.secret_values()
     setup_logging(level, secrets)
-    for warning in settings.https_warnings():
+    for warning in [*settings.https_warnings(), *settings.signature_warnings()]:
         log.warning(warning)
     watch_parent()
     cert, key = settings.tls_cert_file, settings.tls_key_file

@@ -80,6 +80,7 @@ class ProviderAdapter(ABC):
     keys_url_setting: ClassVar[str | None] = None  # AFTERIMAGE_<this>: where public keys lie
     default_keys_url: ClassVar[str | None] = None
     keys_max_age: ClassVar[float] = 24 * 3600.0
+    signature_required: ClassVar[bool] = False  # callbacks are refused without keys to check
 
     def verify_callback(
         self, body: bytes, headers: Mapping[str, str], task_id: str, keys: VerifyKeys,

@@ -114,6 +114,7 @@ class Fal(ProviderAdapter):
     default_base_url = "https://queue.fal.run"
     link_lifetime = LIFETIME
     keys_url_setting = "FAL_JWKS_URL"
+    signature_required = True
     default_keys_url = JWKS_URL
     # Webhooks bring results; queries are the fallback, inside a tenth of the result's hour.
     poll_plan = PollPlan(first=60.0, steps=((300.0, 15.0), (float("inf"), 60.0)))

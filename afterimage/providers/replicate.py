@@ -67,6 +67,7 @@ class Replicate(ProviderAdapter):
     default_base_url = "https://api.replicate.com"
     link_lifetime = LIFETIME
     keys_setting = "REPLICATE_WEBHOOK_SECRET"
+    signature_required = True
     # Webhooks bring results; queries are the fallback, inside a tenth of the links' hour.
     poll_plan = PollPlan(first=60.0, steps=((300.0, 15.0), (float("inf"), 60.0)))
 

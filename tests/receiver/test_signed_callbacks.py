@@ -221,3 +221,20 @@ def test_bfl_echoes_the_secret_it_was_given(receiver: str, redis_url: str) -> No
     assert "webhook_secret" not in httpx.get(
         f"{receiver}/v1/providers/fal/callback-url",
         headers={"Authorization": f"Bearer {TOKEN}"}).json()
+
+
+def test_replicate_with_nothing_to_check_is_refused_and_warned_of(redis_url: str) -> None:
+    assert Settings.from_env({}).signature_warnings() == [
+        "replicate signs its callbacks and there is nothing to check them with: set "
+        "AFTERIMAGE_REPLICATE_WEBHOOK_SECRET or AFTERIMAGE_REPLICATE_API_KEY; until then every "
+        "replicate callback is refused (401)"]
+    for env in ({"AFTERIMAGE_REPLICATE_API_KEY": "k"},
+                {"AFTERIMAGE_REPLICATE_WEBHOOK_SECRET": whsec()}):
+        assert Settings.from_env(env).signature_warnings() == []
+    s = Settings(redis_url=redis_url, secrets=(Secret(SECRET),), api_token=Secret(TOKEN))
+    with ServerThread(create_app(s, check_storage=False)) as server:
+        secret = whsec()  # whatever signed it, nobody here can tell
+        body = prediction("r-none")
+        r = post(server.url, "replicate", body, standard_headers(secret, body))
+        assert r.status_code == 401
+    assert not task(redis_url, "replicate", "r-none")
