@@ -176,3 +176,19 @@ def test_a_pending_task_nobody_can_ask_about_ends_never_completed(make_stack: An
         assert lived.total_seconds() >= 3  # at the give-up time, not before
         assert stack.db.zscore(keys.due(provider), task_id) is None
         assert queries(stack, provider, task_id) == []
+
+
+def test_a_providers_progress_brings_the_next_query_forward(make_stack: Any) -> None:
+    """toapis reports progress: at the first query (30 s) of a task done at 40 s it says 75 %,
+    so the next query comes at about 52 s (its estimate, plus 2 s for its whole-second clock),
+    not a whole gap (48 s of a 60 s budget) later. Times from the simulator's query log."""
+    scale = 0.2
+    env = {"AFTERIMAGE_POLL_SCALE": str(scale), "AFTERIMAGE_POLL_DETECTION_SECONDS": "60"}
+    stack = make_stack(env, poller=True)
+    task_id = submit(stack, "toapis", delay=40 * scale)
+    stack.wait_state("toapis", task_id, "archived", timeout=60)
+    sim = stack.sim.task("toapis", task_id)
+    ages = [(q["at"] - sim["created_at"]) / scale for q in sim["queries"]["log"]]
+    assert len(ages) == 2, ages
+    assert 30 <= ages[0] < 40  # the start plan's first query: still pending
+    assert 40 <= ages[1] < 70, ages  # the plan alone: 78 s
