@@ -2,10 +2,12 @@
 
 PutObject and CompleteMultipartUpload carry `If-None-Match: *`; the store answers 412
 PreconditionFailed (or 409 ConditionalRequestConflict while a competing write is in flight) when
-the key exists, and `put_once` returns False. AWS, MinIO and moto 5.2 honour the header on both
-calls (moto checked over HTTP: a second PutObject and a CompleteMultipartUpload onto an existing
-key both get 412 and leave the first object), so the conditional complete alone keeps objects
-single. Bodies up to `multipart_threshold` cost exactly one PUT. Larger ones first HEAD the key,
+the key exists, and `put_once` returns False. AWS, MinIO, SeaweedFS and moto honour the header
+on both calls: a second PutObject or CompleteMultipartUpload onto an existing key gets 412 and
+leaves the first object (tests/storage, against SeaweedFS). Racing PutObjects of one new key
+leave one version; racing multipart completes of one new key may all succeed on SeaweedFS
+4.48, so there put-once rests on one archive job per task and generation. Bodies up to
+`multipart_threshold` cost exactly one PUT. Larger ones first HEAD the key,
 only to skip uploading a duplicate, then go up in parallel parts (see `s3_parts`). A 412 after a
 retried request whose first attempt did land also reads as "already there"; the object then
 holds this very body.
