@@ -6,6 +6,7 @@ visible under its key, so a replay or a duplicate callback cannot leave two vers
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
@@ -71,8 +72,10 @@ def join_key(prefix: str, *parts: str) -> str:
     return "/".join((prefix, *parts) if prefix else parts)
 
 
+@functools.cache
 def open_store(url: str, endpoint_url: str | None) -> ObjectStore:
-    """The store named by `s3://bucket[/prefix]` or `file:///abs/dir`."""
+    """The store named by `s3://bucket[/prefix]` or `file:///abs/dir`; one per process for each
+    (a worker's start-up check and its jobs share one S3 client: each costs ~12 MB)."""
     parts = urlsplit(url)
     if parts.query or parts.fragment:
         raise ConfigError(f"storage URL must not have a query or fragment: {url!r}")
