@@ -7,6 +7,9 @@
     ai:opened                     hash    creation time (to 10 s) -> how many tasks created then
                                           are not yet archived (pending, queued, archive_failed)
     ai:metrics                    hash    counters every process adds to (afterimage.metrics)
+    ai:outcomes:{day}             hash    "{10-minute slot}|{state}" -> tasks that ended archived,
+                                          archive_failed, generation_failed or expired then
+                                          (day = unix time // 86400; kept 25 h; lua/transition.lua)
     ai:inbox                      stream  tasks whose archive job must be created (dispatcher input)
     ai:inbox:malformed            stream  inbox entries the dispatcher could not read, set aside
     ai:events                     stream  completion events not yet delivered (lua/transition.lua)
@@ -63,6 +66,11 @@ def pause(provider: str) -> str:
 
 def probe(provider: str) -> str:
     return f"{PREFIX}probe:{provider}"
+
+
+def outcomes(day: int) -> str:
+    """The per-10-minute counts of tasks ending in a final or failed state on unix day `day`."""
+    return f"{PREFIX}outcomes:{day}"
 
 
 def deadline_task(member: bytes) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""Task operations for clients and operators — track, submit, replay one, replay many — in one
+"""Task operations for clients and operators — track, submit, find, replay one, replay many — in one
 place, for the /v1 API, the /ops page and the CLI alike.
 
 Every operation checks its input here (provider, task id, state, limit, time) and raises
@@ -209,6 +209,20 @@ async def _start(ledger: AsyncLedger, settings: Settings, provider: str, task_id
     move = await ledger.move(move_args(provider, task_id, TaskState.PENDING, allowed="none",
                                        now=now, due_at=due, fields=fields or None))
     return move.ok
+
+
+async def find(ledger: AsyncLedger, store: ManifestStore | None, provider: str,
+               task_id: str) -> Task:
+    """One task as the ledger holds it or, once retention removed it from Redis, as its
+    manifest in the bucket tells it (with `store`); TaskNotFoundError when neither knows it."""
+    provider, task_id = task_ref(provider, task_id)
+    task = await ledger.get(provider, task_id)
+    if task is None and store is not None:
+        found = await asyncio.to_thread(archived_task, store, provider, task_id)
+        task = found[0] if found else None
+    if task is None:
+        raise TaskNotFoundError(f"no task {provider} {task_id}")
+    return task
 
 
 async def _get(ledger: AsyncLedger, provider: str, task_id: str) -> Task:

@@ -5,15 +5,13 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from afterimage import operations
 from afterimage.ledger import list_tasks
-from afterimage.models import Task, TaskState
+from afterimage.models import TaskState
 from afterimage.providers import NAMES, adapter
-from afterimage.retention import archived_task
 from afterimage.tokens import callback_url, webhook_secret
 from receiver.body import load_json, read_request_body, require_json_type
 from receiver.errors import ApiError
@@ -73,21 +71,9 @@ async def track_task(request: Request) -> JSONResponse:
 async def get_task(request: Request) -> JSONResponse:
     rt = runtime(request)
     rt.require_api_token(request)
-    provider = adapter(request.path_params["provider"]).name
-    task_id = request.path_params["task_id"]
-    task = await rt.ledger.get(provider, task_id) or await from_bucket(request, provider, task_id)
-    if task is None:
-        raise ApiError(404, "task_not_found", "no such task")
+    task = await operations.find(rt.ledger, request.app.state.store,
+                                 request.path_params["provider"], request.path_params["task_id"])
     return JSONResponse(task.to_json())
-
-
-async def from_bucket(request: Request, provider: str, task_id: str) -> Task | None:
-    """A task Redis no longer holds (retention), as its manifest in the bucket tells it."""
-    store = request.app.state.store
-    if store is None:
-        return None
-    found = await run_in_threadpool(archived_task, store, provider, task_id)
-    return found[0] if found else None
 
 
 async def get_tasks(request: Request) -> JSONResponse:

@@ -1,7 +1,10 @@
-"""The operator's page, /ops: counts by state, the tasks closest to their link deadline, recent
-failures with a replay button, recent archives with thumbnails. Server-rendered HTML with plain
-forms and no JavaScript; every value shown is escaped (Jinja2 autoescape), since task ids and
-error messages come from providers and clients.
+"""The operator's page, /ops: counts by state, a chart of the last 24 hours (receiver/chart.py),
+the loops' heartbeats, a task found by its id, the task table filtered by provider and state,
+the tasks closest to their link deadline, recent failures with a replay button, recent
+archives with thumbnails. The find and filter forms are plain GETs (query parameters
+`find_provider`/`find_id` and `provider`/`state`), so a view can be bookmarked.
+Server-rendered HTML with plain forms and no JavaScript; every value shown is escaped (Jinja2
+autoescape), since task ids and error messages come from providers and clients.
 
 Sign-in is in receiver/session.py; thumbnails come from GET /ops/objects/{key}, which streams
 the stored object under a sandboxing Content-Security-Policy.
@@ -9,6 +12,7 @@ the stored object under a sandboxing Content-Security-Policy.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import UTC, datetime
@@ -20,19 +24,24 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from afterimage import keys, operations
+from afterimage import keys, operations, timeline
 from afterimage.components import COMPONENTS, heartbeats
-from afterimage.errors import InvalidRequestError, NotReplayableError, TaskNotFoundError
+from afterimage.errors import (
+    InvalidRequestError,
+    NotReplayableError,
+    TaskNotFoundError,
+    UnknownProviderError,
+)
 from afterimage.ledger import index_key, list_tasks
 from afterimage.models import Task, TaskState, rfc3339
 from afterimage.providers import NAMES, adapter
-from receiver import session
+from receiver import chart, session
 from receiver.errors import ApiError
 from receiver.pages import render, wants_html
 from receiver.runtime import runtime
 
 log = logging.getLogger("afterimage.receiver")
-DEADLINE_ROWS, FAILURE_ROWS, ARCHIVE_ROWS = 10, 20, 12
+DEADLINE_ROWS, FAILURE_ROWS, ARCHIVE_ROWS, TASK_ROWS = 10, 20, 12, 50
 # Every state the page counts as a failure; the provider's own failure cannot be replayed.
 FAILED = ("archive_failed", "expired", "generation_failed")
 LATE = 60.0  # a loop whose last round is older than this is shown as late
@@ -63,7 +72,47 @@ async def page(request: Request) -> Response:
     if notice and request.query_params.get("task"):
         notice = f"{request.query_params['task']}: {notice}"
     return render("ops.html", notice=notice, csrf=session.csrf_token(rt),
-                  **await _gather(request))
+                  **await _gather(request), **await _find(request), **await _table(request))
+
+
+async def _find(request: Request) -> dict[str, Any]:
+    """The find form: `find_provider` + `find_id` -> the task (as GET /v1/tasks/{p}/{id}
+    finds it), or why there is none."""
+    q = request.query_params
+    provider, task_id = q.get("find_provider", ""), q.get("find_id", "").strip()
+    out: dict[str, Any] = {"find_provider": provider, "find_id": task_id, "found": None,
+                           "find_error": None}
+    if not task_id:
+        return out
+    try:
+        task = await operations.find(runtime(request).ledger, request.app.state.store,
+                                     provider, task_id)
+    except TaskNotFoundError:
+        out["find_error"] = f"not found: no {provider} task {task_id}"
+    except (InvalidRequestError, UnknownProviderError) as exc:
+        out["find_error"] = str(exc)
+    else:
+        out["found"] = {**_row(task), "json": json.dumps(task.to_json(), indent=2)}
+    return out
+
+
+async def _table(request: Request) -> dict[str, Any]:
+    """The task table: the TASK_ROWS most recently changed tasks, narrowed by the filter
+    form's `provider` and `state` (empty: all); an unknown value is said and not applied."""
+    q = request.query_params
+    provider, state = q.get("provider", ""), q.get("state", "")
+    states = [s.value for s in TaskState]
+    problems = []
+    if provider and provider not in NAMES:
+        problems.append(f"unknown provider {provider!r}")
+        provider = ""
+    if state and state not in states:
+        problems.append(f"unknown state {state!r}")
+        state = ""
+    tasks = await list_tasks(runtime(request).ledger, [state] if state else states,
+                             [provider] if provider else list(NAMES), TASK_ROWS)
+    return {"filter_provider": provider, "filter_state": state,
+            "filter_error": "; ".join(problems) or None, "tasks": [_row(t) for t in tasks]}
 
 
 async def replay(request: Request) -> Response:
@@ -143,6 +192,7 @@ async def _gather(request: Request) -> dict[str, Any]:
         for ((p, t), score), st in zip(soonest, found, strict=True)
     ]
     failures = await list_tasks(ledger, list(FAILED), NAMES, FAILURE_ROWS)
+    recent = await timeline.read(ledger.redis, now)
     archives = await list_tasks(ledger, ["archived"], NAMES, ARCHIVE_ROWS)
     return {
         "states": states, "providers": NAMES, "counts": counts,
@@ -154,6 +204,9 @@ async def _gather(request: Request) -> dict[str, Any]:
             for c in COMPONENTS],
         "failures": [_row(t) for t in failures],
         "archives": [_row(t) for t in archives],
+        "chart": chart.svg(recent),
+        "chart_totals": {**{name: sum(v) for name, v in recent.past.items()},
+                         "dying": sum(recent.dying)},
         "now": rfc3339(datetime.fromtimestamp(now, UTC)),
     }
 

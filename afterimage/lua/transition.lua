@@ -70,6 +70,16 @@ if was_open ~= is_open then
     redis.call('HDEL', okey, slot)
   end
 end
+-- ai:outcomes:{day} counts the tasks that ended archived or failed or expired per 10 minutes
+-- (field "{slot start}|{state}"), for /ops's chart of the last 24 hours; a day's hash lives
+-- 25 h after its last count, so at most two are kept.
+local counted = {archived = true, archive_failed = true, generation_failed = true, expired = true}
+if counted[to] and st ~= to then
+  local t = tonumber(now)
+  local hkey = prefix .. 'outcomes:' .. tostring(math.floor(t / 86400))
+  redis.call('HINCRBY', hkey, tostring(math.floor(t / 600) * 600) .. '|' .. to, 1)
+  redis.call('EXPIRE', hkey, 90000)
+end
 if ARGV[10] == '1' then
   redis.call('XADD', prefix .. 'inbox', '*', 'p', p, 'id', id, 'g', gen, 'ea', ea or '')
 end

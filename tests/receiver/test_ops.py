@@ -48,6 +48,11 @@ def csrf(page: str) -> str:
     return found.group(1)
 
 
+def section(page: str, name: str) -> str:
+    """The HTML of one `<section id=name>` of the page."""
+    return page.split(f'<section id="{name}">', 1)[1].split("</section>", 1)[0]
+
+
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 
 
@@ -109,6 +114,30 @@ def test_attacker_text_is_escaped(base: str, redis_url: str) -> None:
     assert "<b>bold</b>" not in page
     assert "&lt;b&gt;bold&lt;/b&gt; &amp; &lt;img src=x onerror=alert(3)&gt;" in page
     assert "&#34;&gt;&lt;script&gt;alert(1)" in page
+    client = signed_in(base)
+    for query in ({"find_provider": "evolink", "find_id": EVIL_ID},  # found: its detail
+                  {"find_provider": "evolink", "find_id": EVIL_ID + "x"},  # not found
+                  {"provider": EVIL_ID, "state": EVIL_MESSAGE}):  # unknown filter values
+        page = client.get("/ops", params=query).text
+        assert "<script>alert(1)" not in page and "<img src=x onerror" not in page
+        assert "<b>bold</b>" not in page
+
+
+def test_find_and_filter_say_what_they_did_not_find(base: str, redis_url: str) -> None:
+    failed(redis_url, "t-9")
+    client = signed_in(base)
+    found = section(client.get("/ops?find_provider=evolink&find_id=t-9").text, "find")
+    assert 'data-task="evolink/t-9"' in found and "download_interrupted" in found
+    missing = section(client.get("/ops?find_provider=kie&find_id=t-9").text, "find")
+    assert "not found: no kie task t-9" in missing and "data-task" not in missing
+    bad = section(client.get("/ops?find_provider=nope&find_id=t-9").text, "find")
+    assert "nope" in bad and "data-task" not in bad
+    table = section(client.get("/ops?provider=kie").text, "tasks")
+    assert "No task matches." in table
+    table = section(client.get("/ops?provider=evolink&state=archive_failed").text, "tasks")
+    assert table.count("<tr data-task=") == 1
+    table = section(client.get("/ops?state=bogus").text, "tasks")
+    assert "unknown state &#39;bogus&#39;" in table and table.count("<tr data-task=") == 1
 
 
 def test_a_replay_form_needs_the_csrf_token_and_this_origin(base: str, redis_url: str) -> None:
@@ -124,7 +153,7 @@ def test_a_replay_form_needs_the_csrf_token_and_this_origin(base: str, redis_url
     cross = client.post("/ops/replay", data={**form, "csrf": token},
                         headers={"Sec-Fetch-Site": "cross-site"})
     assert cross.status_code == 403
-    assert client.get("/ops").text.count('data-task="evolink/t-1"') == 1  # still failed
+    assert 'data-task="evolink/t-1"' in section(client.get("/ops").text, "failures")  # still failed
 
     done = client.post("/ops/replay", data={**form, "csrf": token},
                        headers={"Origin": base})
