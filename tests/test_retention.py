@@ -51,10 +51,14 @@ LIVES = {
 
 
 def everything(db: redis.Redis) -> dict[str, Any]:
-    """Every ai: key with its members or fields (what a task may have left behind)."""
+    """Every ai: key with its members or fields (what a task may have left behind). The
+    per-10-minute counts of endings (ai:outcomes:{day}, kept 25 h) are history, like the
+    metrics, not a part of any task, and are left out."""
     out: dict[str, Any] = {}
     for raw in db.scan_iter("ai:*"):
         key = raw.decode()
+        if key.startswith(keys.outcomes(0).removesuffix("0")):
+            continue
         kind = db.type(key).decode()
         if kind == "zset":
             out[key] = sorted(m.decode() for m in db.zrange(key, 0, -1))
