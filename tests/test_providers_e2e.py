@@ -131,3 +131,24 @@ def test_a_provider_refusing_the_callers_fields_stays_a_4xx(stack: Stack) -> Non
     assert error["code"] == "provider_refused_request"
     assert (error["provider"], error["provider_status"]) == ("evolink", 422)
     assert "format" in error["message"]
+
+
+def test_documented_variants_of_the_new_providers(stack: Stack) -> None:
+    """fal's webhook without its payload (the result is fetched), fal's `image` and
+    replicate's `output` as one string: archived all the same."""
+    stack.sim.configure(fal_webhook_payload=False, fal_output="image", replicate_output="string")
+    try:
+        made = {}
+        for provider in ("fal", "replicate"):
+            r = stack.api.post(f"/v1/providers/{provider}/generations",
+                               json=CREATE_BODIES[provider],
+                               params={"model": MODELS[provider]} if provider in MODELS else None)
+            assert r.status_code == 201, r.text
+            made[provider] = r.json()["task"]["task_id"]
+        for provider, task_id in made.items():
+            check_archived(stack, provider, task_id)
+        log = stack.sim.task("fal", made["fal"])["queries"]["log"]
+        assert log  # the payload was not in the webhook: afterimage asked for the result
+    finally:
+        stack.sim.configure(fal_webhook_payload=True, fal_output="images",
+                            replicate_output="list")
