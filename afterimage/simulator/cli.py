@@ -87,7 +87,15 @@ FRACTION = click.FloatRange(0.0, 1.0)
     default=86400.0,
     show_default=True,
     type=float,
-    help="Seconds the signed image links stay valid after completion.",
+    help="Seconds the signed image links stay valid after completion (replicate, fal and bfl "
+    "keep their own shorter lives: see --link-scale).",
+)
+@click.option(
+    "--link-scale",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0, min_open=True),
+    help="Scales the short link lives of replicate and fal (1 h) and bfl (10 min).",
 )
 @click.option(
     "--expired-status",
@@ -188,6 +196,7 @@ def simulate(
     height: int,
     image_bytes: int | None,
     link_ttl: float,
+    link_scale: float,
     expired_status: str,
     keys: tuple[str, ...],
     kie_webhook_key: str | None,
@@ -232,6 +241,7 @@ def simulate(
             height=height,
             image_bytes=image_bytes,
             link_ttl=link_ttl,
+            link_scale=link_scale,
             expired_status=int(expired_status),
             keys=_pairs(keys, "--key"),
             kie_webhook_key=kie_webhook_key,

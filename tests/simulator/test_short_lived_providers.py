@@ -129,3 +129,12 @@ def test_bfl_polling_url_secret_and_ten_minute_links(
     sim.set_faults("bfl", rate_limit=1.0)
     limited = httpx.get(created["polling_url"], headers={"x-key": "k"})
     assert limited.status_code == 429 and limited.json()["retry_after"] >= 0
+
+
+def test_simulate_takes_a_link_scale() -> None:
+    from click.testing import CliRunner
+
+    from afterimage.simulator.cli import simulate
+
+    for bad in ("0", "-1", "x"):
+        assert CliRunner().invoke(simulate, ["--link-scale", bad]).exit_code == 2
