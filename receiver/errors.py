@@ -28,6 +28,7 @@ STATUS: dict[type[BaseException], int] = {
     errors.TaskNotFoundError: 404,
     errors.NotReplayableError: 409,
     errors.LedgerUnavailableError: 503,
+    errors.StorageError: 503,  # the bucket cannot be read now (a removed task's manifest)
     errors.ProviderRefusedInputError: 422,  # the provider refuses the caller's own fields
     errors.ProviderApiError: 502,  # the provider's API failed us: auth, credit, rate, 5xx
     errors.ConfigError: 500,

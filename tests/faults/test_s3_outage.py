@@ -51,7 +51,7 @@ def test_jobs_back_off_while_s3_is_down_and_finish_when_it_returns(
         assert {stack.task("evolink", i)["state"] for i in ids} == {"queued"}
         bring_back(store, stack)
         for task_id in ids:
-            stack.wait_state("evolink", task_id, "archived", timeout=40)
+            stack.wait_state("evolink", task_id, "archived", timeout=120)
             archived_exactly_once(stack, "evolink", task_id, images=1)
 
 

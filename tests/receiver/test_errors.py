@@ -24,7 +24,7 @@ from receiver.errors import ApiError, code_of, status_of
         (errors.TransientProviderError("p", "down", status=503), 502),
         (errors.TaskGoneError("p", "gone", status=404), 502),
         (errors.ConfigError("x"), 500),
-        (errors.StorageError("x"), 500),
+        (errors.StorageError("x"), 503),
         (ApiError(409, "not_replayable", "x"), 409),
         (HTTPException(405), 405),
         (RuntimeError("x"), 500),
