@@ -10,41 +10,16 @@ from typing import Any
 
 import redis
 
-from tests.support import free_port, port_open, wait_for
+from tests.support import RedisServer, free_port, port_open, wait_for
 
 SERVICE = "mymaster"
 
 
-class Node:
+class Node(RedisServer):
     """One redis-server (append-only, fsync always), a primary or a replica of `primary`."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, primary: int | None = None) -> Node:
-        exe = shutil.which("redis-server")
-        assert exe, "redis-server is not installed (apt-get install redis-server)"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-                "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-                "--protected-mode", "no", "--logfile", str(self.data_dir / "redis.log")]
-        if primary is not None:
-            args += ["--replicaof", "127.0.0.1", str(primary)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: port_open(self.port), 10, f"redis-server on {self.port} to listen")
-        return self
-
-    def stop(self, kill: bool = False) -> None:
-        if self.proc is None:
-            return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        self.proc.wait(10)
-        self.proc = None
+        super().__init__(data_dir, fsync="always")
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, socket_timeout=5)

@@ -57,16 +57,17 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> RedisServer:
+    def start(self, primary: int | None = None) -> RedisServer:
+        """Start it; with `primary`, as a replica of the redis-server on that port."""
         exe = shutil.which("redis-server")
         assert exe, "redis-server is not installed (apt-get install redis-server)"
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-             "--appendonly", "yes", "--appendfsync", self.fsync, "--save", "",
-             "--protected-mode", "no", "--logfile", str(self.data_dir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        args = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
+                "--appendonly", "yes", "--appendfsync", self.fsync, "--save", "",
+                "--protected-mode", "no", "--logfile", str(self.data_dir / "redis.log")]
+        if primary is not None:
+            args += ["--replicaof", "127.0.0.1", str(primary)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: port_open(self.port), 10, "redis-server to listen")
         return self
 
