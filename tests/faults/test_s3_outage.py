@@ -40,6 +40,7 @@ def make_tasks(stack: Stack, count: int) -> list[str]:
     return [stack.sim.create_task("evolink", callback_url=url)["id"] for _ in range(count)]
 
 
+@pytest.mark.timeout(300)  # after the store returns, the next retry is up to 60 s away
 def test_jobs_back_off_while_s3_is_down_and_finish_when_it_returns(
     redis_url: str, store: SeaweedServer, tmp_path: Path
 ) -> None:
@@ -51,7 +52,7 @@ def test_jobs_back_off_while_s3_is_down_and_finish_when_it_returns(
         assert {stack.task("evolink", i)["state"] for i in ids} == {"queued"}
         bring_back(store, stack)
         for task_id in ids:
-            stack.wait_state("evolink", task_id, "archived", timeout=120)
+            stack.wait_state("evolink", task_id, "archived", timeout=150)
             archived_exactly_once(stack, "evolink", task_id, images=1)
 
 
