@@ -49,6 +49,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     archive_retries: int = 5
+    archive_concurrency: int = 16
+    archive_memory: int = 64 * 1024 * 1024
+    download_per_host: int = 16
     poll_give_up: float = 6 * 3600.0
     log_level: str = "INFO"
     poll_scale: float = 1.0
@@ -101,6 +104,9 @@ class Settings:
             host=get("HOST") or "127.0.0.1",
             port=int(_number(get, "PORT", 8080)),
             archive_retries=int(_number(get, "ARCHIVE_RETRIES", 5)),
+            archive_concurrency=_at_least_one(get, "ARCHIVE_CONCURRENCY", 16),
+            archive_memory=_count(get, "ARCHIVE_MEMORY_BYTES", 64 * 1024 * 1024),
+            download_per_host=_at_least_one(get, "DOWNLOAD_PER_HOST", 16),
             poll_give_up=_number(get, "POLL_GIVE_UP_SECONDS", 6 * 3600.0),
             log_level=(get("LOG_LEVEL") or "INFO").upper(),
             poll_scale=_number(get, "POLL_SCALE", 1.0),
@@ -236,11 +242,18 @@ def _redis_url(url: str | None) -> str | None:
     return url
 
 
-def _count(get: object, name: str) -> int:
-    value = _number(get, name, 0)
+def _count(get: object, name: str, default: int = 0) -> int:
+    value = _number(get, name, default)
     if value < 0 or value != int(value):
         raise ConfigError(f"AFTERIMAGE_{name} must be a whole number, 0 or more")
     return int(value)
+
+
+def _at_least_one(get: object, name: str, default: int) -> int:
+    value = _count(get, name, default)
+    if value < 1:
+        raise ConfigError(f"AFTERIMAGE_{name} must be a whole number, 1 or more")
+    return value
 
 
 def _retention(seconds: float) -> float:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
-import tempfile
 import time
 from datetime import UTC, datetime
 from typing import BinaryIO, cast
@@ -23,9 +23,9 @@ from afterimage.schedule import poll_gap
 from worker import notify
 from worker.context import Context, context
 from worker.download import fetch_image
+from worker.spool import Spool
 
 log = logging.getLogger("afterimage.worker")
-SPOOL_BYTES = 8 * 1024 * 1024
 
 
 def archive_task(provider: str, task_id: str, generation: int) -> str:
@@ -126,11 +126,8 @@ def _archive(ctx: Context, task: Task, may_resign: bool = True) -> str:
     model = (result.model if result else None) or task.model
     manifest = manifest_bytes(task, images, datetime.now(UTC), model)
     key = ctx.store.key(task.provider, task.task_id, "manifest.json")
-    with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as body:
-        body.write(manifest)
-        body.seek(0)
-        if not ctx.store.put_once(key, cast(BinaryIO, body), len(manifest), "application/json",
-                                  _meta(task, "")):
+    with io.BytesIO(manifest) as body:
+        if not ctx.store.put_once(key, body, len(manifest), "application/json", _meta(task, "")):
             manifest = ctx.store.get(key)  # an earlier run's, which consumers already read
     move = ctx.ledger.move(move_args(
         task.provider, task.task_id, TaskState.ARCHIVED, allowed="queued",
@@ -146,11 +143,11 @@ def _archive(ctx: Context, task: Task, may_resign: bool = True) -> str:
 
 def _store_image(ctx: Context, task: Task, index: int, url: str) -> ImageRecord:
     s = ctx.settings
-    with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as sink:
+    with Spool(ctx.memory) as sink:
         got = fetch_image(
             url, cast(BinaryIO, sink), max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels,
             allow_cidrs=s.download_allow_cidrs, stall_timeout=s.download_stall_timeout,
-            time_limit=s.download_time_limit,
+            time_limit=s.download_time_limit, client=ctx.downloads,
         )
         key = ctx.store.key(task.provider, task.task_id, f"{index}.{got.ext}")
         sink.seek(0)

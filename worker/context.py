@@ -18,6 +18,8 @@ from afterimage.provider_api import new_client
 from afterimage.settings import Settings
 from afterimage.storage import ObjectStore, open_store
 from afterimage.storage.probe import CheckedStore
+from worker.download import DownloadClient
+from worker.spool import MemoryBudget
 
 log = logging.getLogger("afterimage.worker")
 
@@ -36,8 +38,21 @@ class Context:
 
     @cached_property
     def store(self) -> ObjectStore:
-        store = open_store(self.settings.storage_url, self.settings.s3_endpoint_url)
+        store = open_store(self.settings.storage_url, self.settings.s3_endpoint_url,
+                           writers=self.settings.archive_concurrency)
         return CheckedStore(store)  # checked for put-once before its first write
+
+    @cached_property
+    def downloads(self) -> DownloadClient:
+        """Connections to image hosts, shared by the jobs in flight (AFTERIMAGE_DOWNLOAD_PER_HOST
+        of them at most to one host)."""
+        s = self.settings
+        return DownloadClient(max_connections=s.archive_concurrency, per_host=s.download_per_host)
+
+    @cached_property
+    def memory(self) -> MemoryBudget:
+        """What image bodies may hold in memory at once (AFTERIMAGE_ARCHIVE_MEMORY_BYTES)."""
+        return MemoryBudget(self.settings.archive_memory)
 
     @cached_property
     def provider_http(self) -> httpx.Client:

@@ -30,7 +30,8 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -75,13 +76,19 @@ class FetchedImage:
 
 class DownloadClient:
     """Keep-alive connection pools for fetch_image: one per allow-list, so a connection checked
-    under one allow-list is never reused under another."""
+    under one allow-list is never reused under another. At most `per_host` downloads from one
+    host (name and port) run at once; the others wait their turn (`host_slot`)."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None, max_connections: int = 8):
+    def __init__(
+        self, ssl_context: ssl.SSLContext | None = None, max_connections: int = 8,
+        per_host: int = 8,
+    ) -> None:  # fmt: skip
         self._ssl = ssl_context or ssl.create_default_context(cafile=certifi.where())
         self._max_connections = max_connections
         self._pools: dict[tuple[Network, ...], httpcore.ConnectionPool] = {}
         self._lock = threading.Lock()
+        self.per_host = per_host
+        self._hosts: dict[tuple[str, int | None], tuple[threading.Semaphore, int]] = {}
 
     def pool(self, allow_cidrs: Sequence[Network]) -> httpcore.ConnectionPool:
         """The pool whose connections were all checked against `allow_cidrs`."""
@@ -95,6 +102,29 @@ class DownloadClient:
                     network_backend=_PinnedBackend(key),
                 )
             return self._pools[key]
+
+    @contextmanager
+    def host_slot(self, host: str, port: int | None) -> Iterator[None]:
+        """Hold one of `host`'s `per_host` places while the block runs (waits for one)."""
+        key = (host.lower(), port)
+        with self._lock:
+            gate, users = self._hosts.get(key) or (threading.Semaphore(self.per_host), 0)
+            self._hosts[key] = (gate, users + 1)
+        try:
+            with gate:
+                yield
+        finally:
+            with self._lock:  # forget a host no one is using: the map stays small
+                gate, users = self._hosts[key]
+                if users == 1:
+                    del self._hosts[key]
+                else:
+                    self._hosts[key] = (gate, users - 1)
+
+    def users(self, host: str, port: int | None) -> int:
+        """Downloads from `host` running or waiting for their place."""
+        with self._lock:
+            return self._hosts.get((host.lower(), port), (None, 0))[1]
 
     def close(self) -> None:
         with self._lock:
@@ -130,8 +160,17 @@ def fetch_image(
     """Stream the image at `url` into `sink`; on error, `sink` holds a partial body to discard.
     No socket operation may take over `stall_timeout`, nor the whole fetch over `time_limit`."""
     shown = redact(url)
-    pool = (client or default_client()).pool(allow_cidrs)
+    client = client or default_client()
+    pool = client.pool(allow_cidrs)
     target = _parse(url, shown)
+    with client.host_slot(target.host, target.port):  # the time limit starts once it is ours
+        return _fetch(pool, target, shown, sink, max_bytes, max_pixels, stall_timeout, time_limit)
+
+
+def _fetch(
+    pool: httpcore.ConnectionPool, target: httpx.URL, shown: str, sink: BinaryIO, max_bytes: int,
+    max_pixels: int, stall_timeout: float, time_limit: float,
+) -> FetchedImage:  # fmt: skip
     token = _deadline.set(time.monotonic() + time_limit)
     try:
         for hop in range(MAX_REDIRECTS + 1):

@@ -1,14 +1,5 @@
-"""Getting a dead worker's work done: short job heartbeats, due retries, stranded tasks.
-
-RQ finds the job of a worker that died (SIGKILL, OOM, power) only once the job's heartbeat
-lapses, and SimpleWorker sets that to the job timeout + 60 s and never refreshes it while the
-job runs. ArchiveWorker keeps it at HEARTBEAT_TTL and refreshes it from a thread while the job
-runs, so the next maintenance pass of any worker finds a dead worker's job within about
-HEARTBEAT_TTL + MAINTENANCE_INTERVAL seconds; RQ then retries it (it has retries left) or
-fails it. RQ has no public hook for this: ArchiveWorker wraps `perform_job` and calls
-`maintain_heartbeats`, RQ internals whose signatures changed in 3.0 (each gained the job's
-`Execution`), and replaces `subscribe` (below); so pyproject.toml allows rq 3.x only, and
-tests/worker/test_recovery.py checks the heartbeat on the RQ installed.
+"""Getting a dead worker's work done: due retries and stranded tasks (the short job
+heartbeats that let RQ find a dead worker's jobs are worker.rq_worker's).
 
 Due retries are moved to their queue by `promote_due`, from a thread of every worker, in
 place of RQ's scheduler: that one is a forked process that outlives a worker killed with
@@ -26,11 +17,10 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from types import FrameType
 from typing import Any
 
 import redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
@@ -43,60 +33,13 @@ from afterimage.models import Task, TaskState
 from afterimage.providers import NAMES
 
 log = logging.getLogger("afterimage.recovery")
-HEARTBEAT_TTL = 20  # a running job's heartbeat lapses this long after its worker died
-HEARTBEAT_EVERY = 5.0
 MAINTENANCE_INTERVAL = 10  # how often a worker looks for jobs whose heartbeat lapsed
 WORKER_TTL = 25  # an idle worker wakes every WORKER_TTL - 15 s, and so can do maintenance
 PROMOTE_EVERY = 1.0
-PUBSUB_WAKE = 1.0
 RESCUE_EVERY = 15.0
 RESCUE_AFTER = 60.0  # a task queued this long is checked for a job that will finish it
 RESCUE_BATCH = 100
 WAITING = {JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
-
-
-class ArchiveWorker(SimpleWorker):
-    """SimpleWorker whose running job keeps a short heartbeat (see the module docstring)."""
-
-    def __init__(self, *args: Any, stop: threading.Event, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.stop = stop  # set by SIGTERM/SIGINT (RQ's own flag misses a stop while idle)
-
-    def request_stop(self, signum: int, frame: FrameType | None) -> None:
-        self.stop.set()
-        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
-
-    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
-        return HEARTBEAT_TTL
-
-    def subscribe(self) -> None:
-        """RQ's, with a pub/sub thread that wakes every PUBSUB_WAKE s instead of 60: redis-py
-        8 joins that thread when it is stopped, so a worker told to stop waited up to a
-        minute for it (and `afterimage up` then killed it)."""
-        self.pubsub = self.connection.pubsub()
-        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
-        thread: Any = self.pubsub.run_in_thread(
-            sleep_time=PUBSUB_WAKE, daemon=True,
-            exception_handler=self._pubsub_exception_handler)
-        self.pubsub_thread = thread
-
-    def perform_job(self, job: Job, queue: Queue, execution: Any) -> bool:
-        stop = threading.Event()
-        beat = threading.Thread(target=self._beat, args=(job, execution, stop), daemon=True,
-                                name="job-heartbeat")
-        beat.start()
-        try:
-            return bool(super().perform_job(job, queue, execution))
-        finally:
-            stop.set()
-            beat.join()
-
-    def _beat(self, job: Job, execution: Any, stop: threading.Event) -> None:
-        while not stop.wait(HEARTBEAT_EVERY):
-            try:
-                self.maintain_heartbeats(job, execution)
-            except redis.RedisError as exc:
-                log.warning("job %s: heartbeat failed (%s)", job.id, exc)
 
 
 def promote_due(queues: Sequence[Queue], now: float) -> int:

@@ -20,7 +20,8 @@ from afterimage.settings import Settings
 from worker.context import Context, install
 from worker.dispatcher import BLOCK_SECONDS, Dispatcher, run_forever
 from worker.notify import run_delivery
-from worker.recovery import MAINTENANCE_INTERVAL, WORKER_TTL, ArchiveWorker, run_recovery
+from worker.recovery import MAINTENANCE_INTERVAL, WORKER_TTL, run_recovery
+from worker.rq_worker import ArchiveWorker
 
 log = logging.getLogger("afterimage.worker")
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's mallopt parameters (malloc.h)
@@ -57,7 +58,8 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
                 worker = ArchiveWorker(rq_queues, connection=rq_redis,
                                        name=_rq_name(name, attempt),
                                        maintenance_interval=MAINTENANCE_INTERVAL,
-                                       worker_ttl=WORKER_TTL, stop=stop)
+                                       worker_ttl=WORKER_TTL, stop=stop,
+                                       slots=settings.archive_concurrency)
                 worked |= bool(worker.work(burst=burst, logging_level="WARNING"))
             except redis.RedisError as exc:
                 log.warning("worker: Redis failed (%s)", exc)

@@ -73,9 +73,10 @@ def join_key(prefix: str, *parts: str) -> str:
 
 
 @functools.cache
-def open_store(url: str, endpoint_url: str | None) -> ObjectStore:
+def open_store(url: str, endpoint_url: str | None, *, writers: int = 1) -> ObjectStore:
     """The store named by `s3://bucket[/prefix]` or `file:///abs/dir`; one per process for each
-    (a worker's start-up check and its jobs share one S3 client: each costs ~12 MB)."""
+    (a worker's start-up check and its jobs share one S3 client: each costs ~12 MB). `writers`:
+    how many threads use it at once (an S3 client keeps a connection for each)."""
     parts = urlsplit(url)
     if parts.query or parts.fragment:
         raise ConfigError(f"storage URL must not have a query or fragment: {url!r}")
@@ -89,7 +90,7 @@ def open_store(url: str, endpoint_url: str | None) -> ObjectStore:
             raise ConfigError(f"bad prefix in storage URL {url!r}: {exc}") from exc
         from afterimage.storage.s3 import S3Store
 
-        return S3Store(bucket, prefix, endpoint_url=endpoint_url)
+        return S3Store(bucket, prefix, endpoint_url=endpoint_url, writers=writers)
     if parts.scheme == "file":
         path = unquote(parts.path)
         if parts.netloc not in ("", "localhost") or not path.startswith("/") or path == "/":

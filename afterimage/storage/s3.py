@@ -48,12 +48,14 @@ def _missing(exc: ClientError) -> bool:
 
 
 class S3Store:
-    """Objects in `bucket` under `prefix`; bodies over `multipart_threshold` go in parts."""
+    """Objects in `bucket` under `prefix`; bodies over `multipart_threshold` go in parts,
+    `concurrency` at a time; `writers` threads may use it at once."""
 
     def __init__(
         self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
         multipart_threshold: int = 16 * MiB, part_size: int = 8 * MiB, concurrency: int = 6,
         connect_timeout: float = 5.0, read_timeout: float = 60.0, max_attempts: int = 3,
+        writers: int = 1,
     ) -> None:  # fmt: skip
         if part_size < 5 * MiB:
             raise ValueError("S3 parts must be at least 5 MiB")
@@ -65,7 +67,7 @@ class S3Store:
             response_checksum_validation="when_required",
             retries={"mode": "standard", "max_attempts": max_attempts},
             connect_timeout=connect_timeout, read_timeout=read_timeout,
-            max_pool_connections=concurrency + 2, tcp_keepalive=True,
+            max_pool_connections=writers + concurrency + 2, tcp_keepalive=True,
             s3={"addressing_style": "path"} if endpoint_url else None,
         )  # fmt: skip
         self._client: tuple[int, S3Client] | None = None

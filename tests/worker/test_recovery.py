@@ -18,14 +18,8 @@ from afterimage import keys
 from afterimage.ledger import Ledger, move_args
 from afterimage.manifest import archive_job_id
 from afterimage.models import TaskState
-from worker.recovery import (
-    HEARTBEAT_EVERY,
-    HEARTBEAT_TTL,
-    RESCUE_AFTER,
-    ArchiveWorker,
-    Rescuer,
-    promote_due,
-)
+from worker.recovery import RESCUE_AFTER, Rescuer, promote_due
+from worker.rq_worker import HEARTBEAT_EVERY, HEARTBEAT_TTL, ArchiveWorker
 from worker.runner import QUEUES
 
 LONG_AGO = time.time() - 2 * RESCUE_AFTER
