@@ -81,7 +81,7 @@ def test_the_pipeline_finishes_every_task_after_redis_is_killed_mid_stream(
             server.stop(kill=True)
             # Redis stays away until a worker has finished storing a task and failed to
             # record it: its job is then retried once Redis is back (the objects are found).
-            wait_for(lambda: logged(stack, "found an unhandled exception"), 40,
+            wait_for(lambda: logged(stack, "ended with an error"), 40,
                      "a worker to meet the outage at the end of a job")
             server.start()
             stack.sim.set_faults("evolink", slow=0.0)
