@@ -1,6 +1,11 @@
 """`afterimage up`: runs the receiver, workers and the poller as child processes, restarting
 any that dies, and stops them all cleanly on SIGINT/SIGTERM.
 
+`up` prepares (settings, the store check, secrets, the embedded redis-server) with the whole
+CLI loaded, then replaces itself (`exec_supervisor`, same pid, so its children stay its
+children) with `python -m afterimage.supervisor`, which imports only this module and the log
+set-up: the process that only watches the others holds about 15 MB instead of 60 to 85 MB.
+
 The children die with `up` however it ends, `kill -9` included: on Linux the kernel sends
 each one SIGKILL when `up` dies (PR_SET_PDEATHSIG, `die_with_parent`); everywhere, each child
 also watches for itself (`watch_parent`: `up` passes its pid in SUPERVISOR_ENV) and stops
@@ -10,6 +15,7 @@ once its parent is no longer `up`, within about WATCH_EVERY seconds.
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -24,6 +30,7 @@ log = logging.getLogger("afterimage.up")
 STOP_GRACE = 30.0
 PR_SET_PDEATHSIG = 1
 SUPERVISOR_ENV = "AFTERIMAGE_SUPERVISOR_PID"  # set by `up` for its children only
+PLAN_ENV = "AFTERIMAGE_UP_PLAN"  # what `up` hands its lean supervisor (`exec_supervisor`)
 WATCH_EVERY = 1.0
 
 
@@ -129,3 +136,51 @@ def watch_parent(env: Mapping[str, str] = os.environ) -> threading.Thread | None
     thread = threading.Thread(target=watch, daemon=True, name="parent-watch")
     thread.start()
     return thread
+
+
+def exec_supervisor(env: Mapping[str, str], children: list[list[str]], redis_pid: int | None,
+                    log_level: str) -> None:
+    """Become the lean supervisor of `children` (each `[role, *args]`); never returns."""
+    plan = {"children": children, "redis_pid": redis_pid, "log_level": log_level}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "afterimage.supervisor"],  # noqa: S606
+              {**env, PLAN_ENV: json.dumps(plan)})
+
+
+def stop_pid(pid: int, grace: float = STOP_GRACE) -> None:
+    """SIGTERM a child of this process by pid, wait up to `grace` seconds, then SIGKILL."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
+def main() -> int:
+    from afterimage.logs import setup_logging
+
+    env = dict(os.environ)
+    plan = json.loads(env.pop(PLAN_ENV))
+    setup_logging(plan["log_level"])
+    sup = Supervisor(env)
+    for role, *args in plan["children"]:
+        sup.add(role, *args)
+    try:
+        return sup.run()
+    finally:
+        if plan["redis_pid"]:
+            stop_pid(plan["redis_pid"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,7 +16,7 @@ from afterimage.providers import ADAPTERS
 from afterimage.settings import Settings
 from afterimage.storage import open_store
 from afterimage.storage.probe import check_put_once
-from afterimage.supervisor import Supervisor, watch_parent
+from afterimage.supervisor import exec_supervisor, stop_pid, watch_parent
 from afterimage.tokens import callback_url
 
 log = logging.getLogger("afterimage.receiver")
@@ -45,22 +45,19 @@ def up(workers: int, poller: bool) -> None:
         env["AFTERIMAGE_REDIS_URL"] = embedded.redis_url(data)
     final = Settings.from_env(env)
     setup_logging(final.log_level, final.secret_values())
-    sup = Supervisor(env)
-    sup.add("receiver")
-    for i in range(workers):
-        sup.add("worker", "--name", f"up-{os.getpid()}-{i}")
-    if poller:
-        sup.add("poller")
+    children = [["receiver"]]
+    children += [["worker", "--name", f"up-{os.getpid()}-{i}"] for i in range(workers)]
+    children += [["poller"]] if poller else []
     click.echo(f"afterimage up — data in {data}, archive at {final.storage_url}")
     show_secrets(settings, final)
     scheme = "https" if final.tls_cert_file else "http"
     click.echo(f"  receiver on {scheme}://{final.host}:{final.port} — Ctrl-C stops everything")
     try:
-        sup.run()
-    finally:
+        exec_supervisor(env, children, redis_proc.pid if redis_proc else None, final.log_level)
+    except OSError:
         if redis_proc is not None:
-            redis_proc.terminate()
-            redis_proc.wait(30)
+            stop_pid(redis_proc.pid)
+        raise
 
 
 def show_secrets(given: Settings, final: Settings) -> None:

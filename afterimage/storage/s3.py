@@ -15,8 +15,9 @@ holds this very body.
 Every write carries a SHA-256 checksum (see `checksums`): a body damaged on the way is refused
 by the store (`BadDigest`) and sent again, up to `max_attempts` times, and never stored.
 
-A client is made lazily and again after a fork (boto3 clients are not fork-safe); the threads of
-one process share it. With a custom endpoint, requests use path-style addressing (MinIO).
+A client is made lazily (boto3 itself is imported then) and again after a fork (boto3 clients
+are not fork-safe); the threads of one process share it. With a custom endpoint, requests use
+path-style addressing (MinIO).
 """
 
 from __future__ import annotations
@@ -24,12 +25,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from botocore.response import StreamingBody
 
 from afterimage.errors import StorageError
 from afterimage.storage.base import CHUNK, ObjectInfo, join_key
@@ -37,6 +35,7 @@ from afterimage.storage.checksums import b64, digests, resending
 from afterimage.storage.s3_parts import is_conflict, put_in_parts
 
 if TYPE_CHECKING:
+    from botocore.response import StreamingBody
     from mypy_boto3_s3 import S3Client
 
 MiB = 1024 * 1024
@@ -62,14 +61,14 @@ class S3Store:
         self.bucket, self.prefix, self.endpoint_url = bucket, prefix, endpoint_url
         self.multipart_threshold, self.part_size = multipart_threshold, part_size
         self.concurrency, self.max_attempts = concurrency, max_attempts
-        self._config = Config(
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-            retries={"mode": "standard", "max_attempts": max_attempts},
-            connect_timeout=connect_timeout, read_timeout=read_timeout,
-            max_pool_connections=writers + concurrency + 2, tcp_keepalive=True,
-            s3={"addressing_style": "path"} if endpoint_url else None,
-        )  # fmt: skip
+        self._options: dict[str, Any] = {
+            "request_checksum_calculation": "when_required",
+            "response_checksum_validation": "when_required",
+            "retries": {"mode": "standard", "max_attempts": max_attempts},
+            "connect_timeout": connect_timeout, "read_timeout": read_timeout,
+            "max_pool_connections": writers + concurrency + 2, "tcp_keepalive": True,
+            "s3": {"addressing_style": "path"} if endpoint_url else None,
+        }  # fmt: skip
         self._client: tuple[int, S3Client] | None = None
 
     def key(self, *parts: str) -> str:
@@ -153,8 +152,14 @@ class S3Store:
     def _s3(self) -> S3Client:
         made = self._client
         if made is None or made[0] != os.getpid():
+            # boto3 is imported here, at the first request: a receiver that never reads the
+            # bucket does not carry it (about 25 MB).
+            import boto3
+            from botocore.config import Config
+
             session = boto3.session.Session()
-            client = session.client("s3", endpoint_url=self.endpoint_url, config=self._config)
+            client = session.client("s3", endpoint_url=self.endpoint_url,
+                                    config=Config(**self._options))
             made = self._client = (os.getpid(), client)
         return made[1]
 
