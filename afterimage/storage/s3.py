@@ -67,7 +67,11 @@ class S3Store:
             "retries": {"mode": "standard", "max_attempts": max_attempts},
             "connect_timeout": connect_timeout, "read_timeout": read_timeout,
             "max_pool_connections": writers + concurrency + 2, "tcp_keepalive": True,
-            "s3": {"addressing_style": "path"} if endpoint_url else None,
+            # Every write carries its x-amz-checksum-sha256, which the signature covers and
+            # the store verifies: hashing the body once more for SigV4 (what botocore does over
+            # plain HTTP) would add nothing but a second pass over every image.
+            "s3": {"payload_signing_enabled": False,
+                   **({"addressing_style": "path"} if endpoint_url else {})},
         }  # fmt: skip
         self._client: tuple[int, S3Client] | None = None
 

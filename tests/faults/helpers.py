@@ -20,9 +20,10 @@ def versioned(stack: Stack) -> None:
 
 
 def busy_worker_pid(stack: Stack) -> int | None:
-    """The process id of the RQ worker running a job right now, if one is."""
+    """The process id of the RQ worker running a job right now, if one is (a worker runs its
+    jobs in threads, and is busy while it has any execution, whatever its loop's state)."""
     for worker in Worker.all(connection=stack.db):
-        if worker.get_state() == "busy" and worker.pid:
+        if worker.pid and worker.get_current_executions(refresh=True):
             return int(worker.pid)
     return None
 
