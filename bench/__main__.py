@@ -18,6 +18,7 @@ from typing import Any
 from bench import (
     archive_large,
     archive_small,
+    burst,
     e2e,
     ingest,
     poll_queries,
@@ -36,6 +37,7 @@ BENCHES = {
     "retention": retention.run,
     "polls": poll_queries.run,
     "short": short_links.run,
+    "burst": burst.run,
 }
 
 

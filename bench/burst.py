@@ -1,0 +1,308 @@
+"""Benchmark — a burst over slow links: 300 evolink callbacks at once, each with one 1-4 MB
+PNG on a CDN that takes 300 ms to answer and then sends 4 MB/s per connection (bench/cdn.py),
+archived by `afterimage up` with its default settings into SeaweedFS; then the same 300 URLs
+copied by a plain asyncio copier, 32 at a time (bench/copier.py), into a fresh bucket.
+
+Images/s is the count over the time from the first callback sent (the copier: its first GET)
+to the last task's `archived` time in Redis (the copier: its last PUT's end); MB/s likewise.
+The RSS of `afterimage up`'s whole process tree (up, redis-server, receiver, workers, poller;
+the copier's one process) is summed from /proc every 50 ms and its peak kept, with the idle
+tree's just before the burst. The CDN counts the downloads open at once. Every stored image's
+bytes are read back and their SHA-256 compared with the CDN's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import redis
+
+from afterimage import embedded
+from afterimage.tokens import callback_url
+from bench.cdn import image
+from bench.common import (
+    API_TOKEN,
+    PY,
+    ROOT,
+    SECRET,
+    Proc,
+    Results,
+    Row,
+    free_port,
+    make_bucket,
+    poll_until,
+    port_open,
+    seaweed_server,
+    wait_for,
+)
+from bench.proctree import PeakRss, pss_mb, tree_by_role, tree_rss_mb
+from tests.support import aws_env
+
+MB = 1_000_000
+TARGET = 0.8
+RSS_TARGET_MB = 400.0
+ENDED = ("archived", "archive_failed", "expired", "generation_failed")
+
+
+@contextmanager
+def cdn_server(log_dir: Path) -> Iterator[str]:
+    port = free_port()
+    proc = Proc("cdn", [PY, "-m", "bench.cdn", str(port)], log_dir)
+    try:
+        wait_for(lambda: port_open(port), 20, "the CDN to listen")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.stop()
+
+
+def cdn_stats(cdn: str, reset: bool = False) -> dict[str, int]:
+    got: dict[str, int] = httpx.get(f"{cdn}/stats{'?reset=1' if reset else ''}",
+                                    timeout=10).raise_for_status().json()
+    return got
+
+
+def expected(count: int) -> dict[int, tuple[str, int]]:
+    """Each image's SHA-256 and size, as the CDN serves it."""
+    out = {}
+    for n in range(count):
+        digest = hashlib.sha256()
+        for part in image(n):
+            digest.update(part)
+        out[n] = (digest.hexdigest(), sum(len(p) for p in image(n)))
+    return out
+
+
+def up_env(data: Path, s3_url: str, bucket: str, port: int) -> dict[str, str]:
+    """What an operator sets to run `afterimage up` here, and nothing more."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AFTERIMAGE_")}
+    env.update(aws_env())
+    env.update({
+        "AFTERIMAGE_DATA_DIR": str(data),
+        "AFTERIMAGE_STORAGE_URL": f"s3://{bucket}",
+        "AFTERIMAGE_S3_ENDPOINT_URL": s3_url,
+        "AFTERIMAGE_SECRET": SECRET,
+        "AFTERIMAGE_API_TOKEN": API_TOKEN,
+        "AFTERIMAGE_PORT": str(port),
+        "AFTERIMAGE_DOWNLOAD_ALLOW_CIDRS": "127.0.0.1/32",
+    })
+    return env
+
+
+def callback_body(task_id: str, url: str) -> bytes:
+    """A completed evolink task as its callback carries it, with one result."""
+    return json.dumps({
+        "created": int(time.time()) - 30, "id": task_id, "model": "gpt-image-2",
+        "object": "image.generation.task", "progress": 100, "status": "completed",
+        "results": [url], "task_info": {"can_cancel": False, "estimated_time": 0},
+        "type": "image", "usage": {"billing_rule": "per_call", "credits_reserved": 4,
+                                   "credits_used": 4, "user_group": "default"},
+        "size": "1024x1024", "quality": "high", "output_format": "png",
+    }).encode()
+
+
+async def post_all(url: str, bodies: list[bytes]) -> list[int]:
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+
+        async def one(body: bytes) -> int:
+            got = await http.post(url, content=body, headers={"content-type": "application/json"})
+            return got.status_code
+
+        return await asyncio.gather(*(one(b) for b in bodies))
+
+
+def states(client: redis.Redis, ids: list[str]) -> list[tuple[bytes | None, bytes | None]]:
+    pipe = client.pipeline(transaction=False)
+    for task_id in ids:
+        pipe.hmget(f"ai:t:evolink:{task_id}", ["st", "u"])
+    return [(st, u) for st, u in pipe.execute()]
+
+
+def ended(client: redis.Redis) -> int:
+    return sum(int(client.zcard(f"ai:s:{state}:evolink")) for state in ENDED)
+
+
+def wrong_images(s3_url: str, bucket: str, keys: dict[int, Callable[[Any], str]],
+                 want: dict[int, tuple[str, int]]) -> list[str]:
+    """Each stored image read back: what is missing or not the CDN's bytes."""
+    s3: Any = boto3.client("s3", endpoint_url=s3_url)
+
+    def check(n: int) -> str | None:
+        try:
+            key = keys[n](s3)
+            got = hashlib.sha256(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except Exception as exc:
+            return f"{n}: {type(exc).__name__}: {exc}"
+        return None if got.hexdigest() == want[n][0] else f"{n}: {key} has other bytes"
+
+    with ThreadPoolExecutor(8) as pool:
+        return [w for w in pool.map(check, list(keys)) if w]
+
+
+def manifest_key(bucket: str, task_id: str, sha: str) -> Callable[[Any], str]:
+    """The image key from the task's manifest.json, whose recorded SHA-256 must be the CDN's."""
+
+    def read(s3: Any) -> str:
+        body = s3.get_object(Bucket=bucket, Key=f"evolink/{task_id}/manifest.json")["Body"]
+        images = json.loads(body.read())["images"]
+        if len(images) != 1 or images[0]["sha256"] != sha:
+            raise ValueError(f"the manifest of {task_id} records {images}")
+        key: str = images[0]["key"]
+        return key
+
+    return read
+
+
+def run_afterimage(work: Path, s3_url: str, cdn: str, count: int,
+                   want: dict[int, tuple[str, int]]) -> dict[str, Any]:
+    bucket = make_bucket(s3_url, f"burst-up-{uuid.uuid4().hex[:8]}")
+    port, data = free_port(), work / "up"
+    env = up_env(data, s3_url, bucket, port)
+    up = Proc("up", [PY, "-m", "afterimage", "up"], work, env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: ready(base), 60, "afterimage up to be ready (/readyz)")
+        client = redis.Redis(unix_socket_path=str(embedded.socket_path(data)))
+        wait_for(lambda: workers(client) >= 2, 60, "afterimage up's workers to register")
+        time.sleep(2.0)  # the poller's and workers' first rounds over
+        idle, processes = tree_rss_mb(up.pid)
+        idle_roles, idle_pss = tree_by_role(up.pid), pss_mb(up.pid)
+        run = uuid.uuid4().hex[:6]
+        ids = [f"burst-{run}-{n:04d}" for n in range(count)]
+        hook = callback_url(base, SECRET, "evolink")
+        bodies = [callback_body(t, f"{cdn}/img/{n}.png") for n, t in enumerate(ids)]
+        cdn_stats(cdn, reset=True)
+        sampler = PeakRss(up.pid).start()
+        started = time.time()
+        try:
+            codes = asyncio.run(post_all(hook, bodies))
+            sent = time.time() - started
+            poll_until(lambda: ended(client) >= count, 60 + 3 * count,
+                       f"{count} tasks archived ({ended(client)} so far)", interval=0.1)
+        finally:
+            peak = sampler.stop()
+        got = states(client, ids)
+        stats = cdn_stats(cdn)
+        client.close()
+    finally:
+        up.proc.send_signal(signal.SIGTERM)  # up stops its children, then its redis-server
+        with suppress(subprocess.TimeoutExpired):
+            up.proc.wait(30)
+        up.stop()
+    archived = [float(u) for st, u in got if st == b"archived" and u]
+    keys = {n: manifest_key(bucket, t, want[n][0]) for n, t in enumerate(ids)}
+    wrong = wrong_images(s3_url, bucket, keys, want)
+    return {"seconds": max(archived) - started if archived else 0.0, "archived": len(archived),
+            "not_200": sum(c != 200 for c in codes), "callbacks_seconds": sent,
+            "peak_mb": peak, "processes": sampler.processes, "samples": sampler.samples,
+            "at_peak": sampler.at_peak, "idle_mb": idle, "idle_processes": processes,
+            "idle_by_role": idle_roles, "idle_pss_mb": idle_pss, "cdn": stats, "wrong": wrong}
+
+
+def fixed(key: str) -> Callable[[Any], str]:
+    return lambda _s3: key
+
+
+def ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def workers(client: redis.Redis) -> int:
+    from rq import Worker
+
+    try:
+        return len(Worker.all(connection=client))
+    except (redis.ConnectionError, FileNotFoundError):
+        return 0
+
+
+def run_copier(work: Path, s3_url: str, cdn: str, count: int,
+               want: dict[int, tuple[str, int]]) -> dict[str, Any]:
+    bucket = make_bucket(s3_url, f"burst-copier-{uuid.uuid4().hex[:8]}")
+    env = {**os.environ, **aws_env(), "AFTERIMAGE_S3_ENDPOINT_URL": s3_url}
+    cdn_stats(cdn, reset=True)
+    with open(work / "copier.log", "wb") as log:
+        proc = subprocess.Popen([PY, "-m", "bench.copier", cdn, str(count), bucket],
+                                stdout=subprocess.PIPE, stderr=log, env=env, cwd=ROOT)
+        sampler = PeakRss(proc.pid).start()
+        try:
+            out, _ = proc.communicate(timeout=60 + count)
+        finally:
+            peak = sampler.stop()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the copier failed: {(work / 'copier.log').read_text()[-2000:]}")
+    got: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    keys = {n: fixed(f"copier/{n}.png") for n in range(count)}
+    return {**got, "seconds": got["ended"] - got["started"], "peak_mb": peak,
+            "hwm_mb": got["VmHWM"] / 1024, "cdn": cdn_stats(cdn),
+            "wrong": wrong_images(s3_url, bucket, keys, want)}
+
+
+def run(results: Results, work: Path, smoke: bool) -> None:
+    count = 20 if smoke else 300
+    want = expected(count)
+    total = sum(size for _, size in want.values())
+    with seaweed_server(work / "seaweedfs") as s3, cdn_server(work) as cdn:
+        ours = run_afterimage(work, s3.url, cdn, count, want)
+        plain = run_copier(work, s3.url, cdn, count, want)
+    add_rows(results, count, total, ours, plain)
+
+
+def add_rows(results: Results, count: int, total: int, ours: dict[str, Any],
+             plain: dict[str, Any]) -> None:
+    rate = count / ours["seconds"] if ours["seconds"] else 0.0
+    plain_rate = count / plain["seconds"]
+    ratio = rate / plain_rate
+    right = ours["archived"] == count and not ours["wrong"] and not ours["not_200"]
+    checked = (f"{ours['archived']}/{count} archived, "
+               + (f"{len(ours['wrong'])} images wrong or missing" if ours["wrong"]
+                  else "every image's SHA-256 right")
+               + (f", {ours['not_200']} callbacks not answered 200" if ours["not_200"] else ""))
+    results.add(Row(
+        "burst", f"afterimage up, {count} PNGs of 1-4 MB: img/s", rate, "img/s", ratio,
+        f"≥{TARGET}x copier", right and ratio >= TARGET,
+        f"{checked}; {ours['seconds']:.1f} s from the first callback to the last archived "
+        f"(callbacks all sent in {ours['callbacks_seconds']:.2f} s)", ours))
+    results.add(Row("burst", "afterimage up: MB/s", total / MB / ours["seconds"], "MB/s", ratio,
+                    note=f"{total / MB:.0f} MB in all"))
+    results.add(Row(
+        "burst", "afterimage up: peak RSS of the process tree", ours["peak_mb"], "MB",
+        target=f"≤{RSS_TARGET_MB:.0f} MB", ok=ours["peak_mb"] <= RSS_TARGET_MB,
+        note=f"{ours['processes']} processes (up, redis-server, receiver, 2 workers, poller); "
+             f"max of {ours['samples']} samples"))
+    roles = ", ".join(f"{k} {v:.0f}" for k, v in sorted(ours["idle_by_role"].items()))
+    results.add(Row("burst", "afterimage up: idle RSS of the tree before", ours["idle_mb"], "MB",
+                    note=f"{ours['idle_processes']} processes: {roles} MB; "
+                         f"PSS {ours['idle_pss_mb']:.0f} MB"))
+    results.add(Row("burst", "afterimage up: downloads open at once (CDN peak)",
+                    ours["cdn"]["peak"], "conns", note=f"{ours['cdn']['requests']} requests"))
+    wrong = (f"{len(plain['wrong'])} images wrong or missing" if plain["wrong"]
+             else "every image's SHA-256 right")
+    results.add(Row(
+        "burst", "copier, 32 at once: img/s", plain_rate, "img/s", 1.0,
+        note=f"{plain['images']}/{count} copied, {wrong}; {plain['seconds']:.1f} s", extra=plain))
+    results.add(Row("burst", "copier: MB/s", total / MB / plain["seconds"], "MB/s", 1.0))
+    results.add(Row("burst", "copier: peak RSS", plain["peak_mb"], "MB",
+                    note=f"its own VmHWM {plain['hwm_mb']:.0f} MB"))
+    results.add(Row("burst", "copier: downloads open at once (CDN peak)", plain["cdn"]["peak"],
+                    "conns", note=f"{plain['cdn']['requests']} requests"))
