@@ -14,26 +14,23 @@ bytes are read back and their SHA-256 compared with the CDN's.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import redis
 
 from afterimage import embedded
 from afterimage.tokens import callback_url
-from bench.cdn import image
+from bench.cdn import digests
 from bench.common import (
     API_TOKEN,
     PY,
@@ -50,6 +47,8 @@ from bench.common import (
     wait_for,
 )
 from bench.proctree import PeakRss, pss_mb, tree_by_role, tree_rss_mb
+from bench.rawpost import post_all
+from bench.stored import fixed, from_manifest, wrong_images
 from tests.support import aws_env
 
 MB = 1_000_000
@@ -73,17 +72,6 @@ def cdn_stats(cdn: str, reset: bool = False) -> dict[str, int]:
     got: dict[str, int] = httpx.get(f"{cdn}/stats{'?reset=1' if reset else ''}",
                                     timeout=10).raise_for_status().json()
     return got
-
-
-def expected(count: int) -> dict[int, tuple[str, int]]:
-    """Each image's SHA-256 and size, as the CDN serves it."""
-    out = {}
-    for n in range(count):
-        digest = hashlib.sha256()
-        for part in image(n):
-            digest.update(part)
-        out[n] = (digest.hexdigest(), sum(len(p) for p in image(n)))
-    return out
 
 
 def up_env(data: Path, s3_url: str, bucket: str, port: int) -> dict[str, str]:
@@ -114,17 +102,6 @@ def callback_body(task_id: str, url: str) -> bytes:
     }).encode()
 
 
-async def post_all(url: str, bodies: list[bytes]) -> list[int]:
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
-
-        async def one(body: bytes) -> int:
-            got = await http.post(url, content=body, headers={"content-type": "application/json"})
-            return got.status_code
-
-        return await asyncio.gather(*(one(b) for b in bodies))
-
-
 def states(client: redis.Redis, ids: list[str]) -> list[tuple[bytes | None, bytes | None]]:
     pipe = client.pipeline(transaction=False)
     for task_id in ids:
@@ -136,39 +113,8 @@ def ended(client: redis.Redis) -> int:
     return sum(int(client.zcard(f"ai:s:{state}:evolink")) for state in ENDED)
 
 
-def wrong_images(s3_url: str, bucket: str, keys: dict[int, Callable[[Any], str]],
-                 want: dict[int, tuple[str, int]]) -> list[str]:
-    """Each stored image read back: what is missing or not the CDN's bytes."""
-    s3: Any = boto3.client("s3", endpoint_url=s3_url)
-
-    def check(n: int) -> str | None:
-        try:
-            key = keys[n](s3)
-            got = hashlib.sha256(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        except Exception as exc:
-            return f"{n}: {type(exc).__name__}: {exc}"
-        return None if got.hexdigest() == want[n][0] else f"{n}: {key} has other bytes"
-
-    with ThreadPoolExecutor(8) as pool:
-        return [w for w in pool.map(check, list(keys)) if w]
-
-
-def manifest_key(bucket: str, task_id: str, sha: str) -> Callable[[Any], str]:
-    """The image key from the task's manifest.json, whose recorded SHA-256 must be the CDN's."""
-
-    def read(s3: Any) -> str:
-        body = s3.get_object(Bucket=bucket, Key=f"evolink/{task_id}/manifest.json")["Body"]
-        images = json.loads(body.read())["images"]
-        if len(images) != 1 or images[0]["sha256"] != sha:
-            raise ValueError(f"the manifest of {task_id} records {images}")
-        key: str = images[0]["key"]
-        return key
-
-    return read
-
-
 def run_afterimage(work: Path, s3_url: str, cdn: str, count: int,
-                   want: dict[int, tuple[str, int]]) -> dict[str, Any]:
+                   want: dict[int, str]) -> dict[str, Any]:
     bucket = make_bucket(s3_url, f"burst-up-{uuid.uuid4().hex[:8]}")
     port, data = free_port(), work / "up"
     env = up_env(data, s3_url, bucket, port)
@@ -191,8 +137,11 @@ def run_afterimage(work: Path, s3_url: str, cdn: str, count: int,
         try:
             codes = asyncio.run(post_all(hook, bodies))
             sent = time.time() - started
-            poll_until(lambda: ended(client) >= count, 60 + 3 * count,
-                       f"{count} tasks archived ({ended(client)} so far)", interval=0.1)
+            try:
+                poll_until(lambda: ended(client) >= count, 60 + count,
+                           f"{count} tasks archived", interval=0.1)
+            except TimeoutError as exc:
+                raise TimeoutError(f"{exc}: {ended(client)} ended") from None
         finally:
             peak = sampler.stop()
         got = states(client, ids)
@@ -204,17 +153,13 @@ def run_afterimage(work: Path, s3_url: str, cdn: str, count: int,
             up.proc.wait(30)
         up.stop()
     archived = [float(u) for st, u in got if st == b"archived" and u]
-    keys = {n: manifest_key(bucket, t, want[n][0]) for n, t in enumerate(ids)}
+    keys = {n: from_manifest(bucket, f"evolink/{t}/", want[n]) for n, t in enumerate(ids)}
     wrong = wrong_images(s3_url, bucket, keys, want)
     return {"seconds": max(archived) - started if archived else 0.0, "archived": len(archived),
-            "not_200": sum(c != 200 for c in codes), "callbacks_seconds": sent,
+            "not_200": count - codes.count(200), "callbacks_seconds": sent,
             "peak_mb": peak, "processes": sampler.processes, "samples": sampler.samples,
             "at_peak": sampler.at_peak, "idle_mb": idle, "idle_processes": processes,
             "idle_by_role": idle_roles, "idle_pss_mb": idle_pss, "cdn": stats, "wrong": wrong}
-
-
-def fixed(key: str) -> Callable[[Any], str]:
-    return lambda _s3: key
 
 
 def ready(base: str) -> bool:
@@ -234,7 +179,7 @@ def workers(client: redis.Redis) -> int:
 
 
 def run_copier(work: Path, s3_url: str, cdn: str, count: int,
-               want: dict[int, tuple[str, int]]) -> dict[str, Any]:
+               want: dict[int, str]) -> dict[str, Any]:
     bucket = make_bucket(s3_url, f"burst-copier-{uuid.uuid4().hex[:8]}")
     env = {**os.environ, **aws_env(), "AFTERIMAGE_S3_ENDPOINT_URL": s3_url}
     cdn_stats(cdn, reset=True)
@@ -260,8 +205,9 @@ def run_copier(work: Path, s3_url: str, cdn: str, count: int,
 
 def run(results: Results, work: Path, smoke: bool) -> None:
     count = 20 if smoke else 300
-    want = expected(count)
-    total = sum(size for _, size in want.values())
+    sizes = digests(count)
+    want = {n: sha for n, (sha, _) in sizes.items()}
+    total = sum(size for _, size in sizes.values())
     with seaweed_server(work / "seaweedfs") as s3, cdn_server(work) as cdn:
         ours = run_afterimage(work, s3.url, cdn, count, want)
         plain = run_copier(work, s3.url, cdn, count, want)

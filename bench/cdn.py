@@ -17,6 +17,7 @@ with the benchmark, which takes each image's SHA-256 from it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 import struct
@@ -82,6 +83,17 @@ def image(n: int) -> list[memoryview]:
             + _chunk(b"IDAT", b"\x78\x01"))  # the zlib header; no preset dictionary
     return [memoryview(head), p.framed[:whole * p.chunk_len],
             memoryview(_chunk(b"IDAT", last) + _chunk(b"IEND", b""))]
+
+
+def digests(count: int) -> dict[int, tuple[str, int]]:
+    """Images 0 to count - 1: each one's SHA-256 (hex) and size."""
+    out = {}
+    for n in range(count):
+        digest, parts = hashlib.sha256(), image(n)
+        for part in parts:
+            digest.update(part)
+        out[n] = (digest.hexdigest(), sum(len(p) for p in parts))
+    return out
 
 
 class Stats:
