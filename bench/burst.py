@@ -234,11 +234,10 @@ def add_rows(results: Results, count: int, total: int, ours: dict[str, Any],
     results.add(Row(
         "burst", "afterimage up: peak RSS of the process tree", ours["peak_mb"], "MB",
         target=f"≤{RSS_TARGET_MB:.0f} MB", ok=ours["peak_mb"] <= RSS_TARGET_MB,
-        note=f"{ours['processes']} processes (up, redis-server, receiver, 2 workers, poller); "
-             f"max of {ours['samples']} samples"))
-    roles = ", ".join(f"{k} {v:.0f}" for k, v in sorted(ours["idle_by_role"].items()))
+        note=f"{ours['processes']} processes, then: {by_role(ours['at_peak'])}; "
+             f"max of {ours['samples']} samples every 50 ms"))
     results.add(Row("burst", "afterimage up: idle RSS of the tree before", ours["idle_mb"], "MB",
-                    note=f"{ours['idle_processes']} processes: {roles} MB; "
+                    note=f"{ours['idle_processes']} processes: {by_role(ours['idle_by_role'])}; "
                          f"PSS {ours['idle_pss_mb']:.0f} MB"))
     results.add(Row("burst", "afterimage up: downloads open at once (CDN peak)",
                     ours["cdn"]["peak"], "conns", note=f"{ours['cdn']['requests']} requests"))
@@ -252,3 +251,7 @@ def add_rows(results: Results, count: int, total: int, ours: dict[str, Any],
                     note=f"its own VmHWM {plain['hwm_mb']:.0f} MB"))
     results.add(Row("burst", "copier: downloads open at once (CDN peak)", plain["cdn"]["peak"],
                     "conns", note=f"{plain['cdn']['requests']} requests"))
+
+
+def by_role(mb: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.0f}" for k, v in sorted(mb.items())) + " MB"

@@ -55,12 +55,14 @@ def role(pid: int) -> str:
 
 
 def tree_by_role(root: int) -> dict[str, float]:
-    """The tree's RSS in MB (2^20 bytes) by role, summed over processes of the same role."""
-    out: dict[str, float] = {}
+    """The tree's RSS in MB (2^20 bytes) by role; processes of one role summed ("2x worker")."""
+    mb: dict[str, float] = {}
+    count: dict[str, int] = {}
     for pid in descendants(root):
         name = role(pid)
-        out[name] = out.get(name, 0.0) + rss_kib(pid) / 1024
-    return out
+        mb[name] = mb.get(name, 0.0) + rss_kib(pid) / 1024
+        count[name] = count.get(name, 0) + 1
+    return {(f"{count[k]}x {k}" if count[k] > 1 else k): v for k, v in mb.items()}
 
 
 def pss_mb(root: int) -> float:
