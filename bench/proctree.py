@@ -44,13 +44,16 @@ def tree_rss_mb(root: int) -> tuple[float, int]:
 
 
 def role(pid: int) -> str:
-    """A short name: the afterimage command a process runs, or its program's name."""
+    """A short name: the afterimage command or module a process runs, or its program's name."""
     try:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         return "?"
-    if "afterimage" in args[:-1]:
-        return args[args.index("afterimage") + 1]
+    module = args[args.index("-m") + 1] if "-m" in args[:-1] else ""
+    if module == "afterimage" and len(args) > args.index("-m") + 2:
+        return args[args.index("-m") + 2]  # python -m afterimage worker ...
+    if module.startswith("afterimage."):
+        return module.rsplit(".", 1)[1]  # python -m afterimage.supervisor
     return Path(args[0].split(" ")[0]).name
 
 
