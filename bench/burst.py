@@ -158,7 +158,8 @@ def run_afterimage(work: Path, s3_url: str, cdn: str, count: int,
     wrong = wrong_images(s3_url, bucket, keys, want)
     return {"seconds": max(archived) - started if archived else 0.0, "archived": len(archived),
             "not_200": count - codes.count(200), "callbacks_seconds": sent,
-            "peak_mb": peak, "processes": sampler.processes, "samples": sampler.samples,
+            "peak_mb": peak, "peak_pss_mb": sampler.peak_pss, "processes": sampler.processes,
+            "samples": sampler.samples,
             "at_peak": sampler.at_peak, "idle_mb": idle, "idle_processes": processes,
             "idle_by_role": idle_roles, "idle_pss_mb": idle_pss, "cdn": stats, "wrong": wrong}
 
@@ -200,6 +201,7 @@ def run_copier(work: Path, s3_url: str, cdn: str, count: int,
     got: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     keys = {n: fixed(f"copier/{n}.png") for n in range(count)}
     return {**got, "seconds": got["ended"] - got["started"], "peak_mb": peak,
+            "peak_pss_mb": sampler.peak_pss,
             "hwm_mb": got["VmHWM"] / 1024, "cdn": cdn_stats(cdn),
             "wrong": wrong_images(s3_url, bucket, keys, want)}
 

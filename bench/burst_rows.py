@@ -24,6 +24,7 @@ def combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out["wrong"] = [w for r in runs for w in r["wrong"]]
     out["cdn"] = {"peak": max(r["cdn"]["peak"] for r in runs),
                   "requests": sum(r["cdn"]["requests"] for r in runs)}
+    out["peak_pss_mb"] = max(r["peak_pss_mb"] for r in runs)
     out["round_seconds"] = [r["seconds"] for r in runs]
     out["rounds"] = runs
     return out
@@ -62,7 +63,8 @@ def add_rows(results: Results, count: int, total: int, ours: dict[str, Any],
         "burst", "afterimage up: peak RSS of the process tree", ours["peak_mb"], "MB",
         target=f"≤{RSS_TARGET_MB:.0f} MB", ok=ours["peak_mb"] <= RSS_TARGET_MB,
         note=f"{ours['processes']} processes, then: {by_role(ours['at_peak'])}; "
-             f"max of {ours['samples']} samples every 50 ms"))
+             f"max of {ours['samples']} samples every 50 ms; peak PSS (shared pages counted "
+             f"once) {ours['peak_pss_mb']:.0f} MB"))
     results.add(Row("burst", "afterimage up: idle RSS of the tree before", ours["idle_mb"], "MB",
                     note=f"{ours['idle_processes']} processes: {by_role(ours['idle_by_role'])}; "
                          f"PSS {ours['idle_pss_mb']:.0f} MB"))
@@ -76,7 +78,8 @@ def add_rows(results: Results, count: int, total: int, ours: dict[str, Any],
              "from the first GET to the last PUT", extra=plain))
     results.add(Row("burst", "copier: MB/s", rounds * total / MB / plain["seconds"], "MB/s", 1.0))
     results.add(Row("burst", "copier: peak RSS", plain["peak_mb"], "MB",
-                    note=f"its own VmHWM {plain['hwm_mb']:.0f} MB"))
+                    note=f"its own VmHWM {plain['hwm_mb']:.0f} MB; peak PSS "
+                         f"{plain['peak_pss_mb']:.0f} MB"))
     results.add(Row("burst", "copier: downloads open at once (CDN peak)", plain["cdn"]["peak"],
                     "conns", note=f"{plain['cdn']['requests']} requests"))
 

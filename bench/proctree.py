@@ -81,12 +81,14 @@ def pss_mb(root: int) -> float:
 
 
 class PeakRss:
-    """Samples the tree's RSS every `interval` seconds from start() to stop(); keeps the max."""
+    """Samples the tree's RSS and PSS every `interval` seconds from start() to stop(); keeps
+    the max of each."""
 
     def __init__(self, root: int, interval: float = 0.05) -> None:
         self.root = root
         self.interval = interval
         self.peak = 0.0
+        self.peak_pss = 0.0
         self.processes = 0
         self.samples = 0
         self.at_peak: dict[str, float] = {}
@@ -105,6 +107,7 @@ class PeakRss:
     def _run(self) -> None:
         while True:
             mb, count = tree_rss_mb(self.root)
+            self.peak_pss = max(self.peak_pss, pss_mb(self.root))
             self.samples += 1
             if mb > self.peak:
                 self.peak, self.processes = mb, count
