@@ -23,6 +23,7 @@ path-style addressing (MinIO).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -74,6 +75,7 @@ class S3Store:
                    **({"addressing_style": "path"} if endpoint_url else {})},
         }  # fmt: skip
         self._client: tuple[int, S3Client] | None = None
+        self._lock = threading.Lock()
 
     def key(self, *parts: str) -> str:
         return join_key(self.prefix, *parts)
@@ -154,6 +156,13 @@ class S3Store:
         return f"bucket {self.bucket!r} at {self.endpoint_url or 'AWS'}"
 
     def _s3(self) -> S3Client:
+        made = self._client
+        if made is not None and made[0] == os.getpid():
+            return made[1]
+        with self._lock:  # one client for all threads: each costs ~12 MB (its service model)
+            return self._make_client()
+
+    def _make_client(self) -> S3Client:
         made = self._client
         if made is None or made[0] != os.getpid():
             # boto3 is imported here, at the first request: a receiver that never reads the
