@@ -10,8 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
 from afterimage.errors import AdapterError, CallbackAuthError
@@ -159,6 +157,11 @@ class Fal(ProviderAdapter):
         message = "\n".join(
             (request_id, user_id, str(stamp), hashlib.sha256(body).hexdigest())
         ).encode("utf-8", "surrogatepass")
+        # Imported at the first fal signature: the processes that never check one (workers,
+        # poller) do not carry cryptography (about 6 MB each).
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         for raw in keys.public_keys:
             try:
                 Ed25519PublicKey.from_public_bytes(raw).verify(sig, message)

@@ -4,9 +4,22 @@ Written from the documented wire shapes (docs: spec/providers.md), independently
 `afterimage.providers`, so that it also checks the adapters.
 """
 
-from afterimage.simulator.app import create_app
-from afterimage.simulator.config import PROVIDERS, SimConfig
-from afterimage.simulator.faults import Faults
-from afterimage.simulator.server import RunningSimulator, run_simulator
 
-__all__ = ["PROVIDERS", "Faults", "RunningSimulator", "SimConfig", "create_app", "run_simulator"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Loaded when first asked for (PEP 562): `afterimage` registers the `simulate` command in every
+# process, and the receiver, workers and poller should not carry the simulator's server.
+_HOMES = {
+    "create_app": "app", "PROVIDERS": "config", "SimConfig": "config", "Faults": "faults",
+    "RunningSimulator": "server", "run_simulator": "server",
+}  # fmt: skip
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

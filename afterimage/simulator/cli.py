@@ -7,7 +7,6 @@ from typing import Any
 import click
 
 from afterimage.simulator.config import PROVIDERS, SimConfig
-from afterimage.simulator.server import serve
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -259,6 +258,8 @@ def simulate(
         click.echo(line)
 
     try:
+        from afterimage.simulator.server import serve  # not loaded by the other commands
+
         serve(host, port, config, access_log=access_log, announce=announce)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
