@@ -50,7 +50,7 @@ class Settings:
     port: int = 8080
     archive_retries: int = 5
     archive_concurrency: int = 16
-    archive_memory: int = 16 * 1024 * 1024
+    archive_memory: int = 8 * 1024 * 1024
     download_per_host: int = 16
     poll_give_up: float = 6 * 3600.0
     log_level: str = "INFO"
@@ -105,7 +105,7 @@ class Settings:
             port=int(_number(get, "PORT", 8080)),
             archive_retries=int(_number(get, "ARCHIVE_RETRIES", 5)),
             archive_concurrency=_at_least_one(get, "ARCHIVE_CONCURRENCY", 16),
-            archive_memory=_count(get, "ARCHIVE_MEMORY_BYTES", 16 * 1024 * 1024),
+            archive_memory=_count(get, "ARCHIVE_MEMORY_BYTES", 8 * 1024 * 1024),
             download_per_host=_at_least_one(get, "DOWNLOAD_PER_HOST", 16),
             poll_give_up=_number(get, "POLL_GIVE_UP_SECONDS", 6 * 3600.0),
             log_level=(get("LOG_LEVEL") or "INFO").upper(),

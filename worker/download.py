@@ -53,7 +53,7 @@ from worker.addresses import Network, resolve_allowed
 
 MAX_REDIRECTS = 3
 # Bytes asked of the socket per read: fewer, larger chunks, yet under the worker's mmap
-# threshold (worker.runner.bound_malloc), so the buffer is reused rather than mapped anew.
+# threshold (worker.memory.bound_malloc), so the buffer is reused rather than mapped anew.
 READ_SIZE = 256 * 1024
 _HEADERS = [
     (b"User-Agent", b"afterimage"),

@@ -40,6 +40,8 @@ from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.timeouts import TimerDeathPenalty
 
+from worker.memory import give_back
+
 log = logging.getLogger("afterimage.worker")
 HEARTBEAT_TTL = 20  # a running job's heartbeat lapses this long after its worker died
 HEARTBEAT_EVERY = 5.0
@@ -169,6 +171,7 @@ class ArchiveWorker(SimpleWorker):
         finally:
             stop.set()
             beat.join()
+            give_back()
 
     def _beat(self, job: Job, execution: Any, stop: threading.Event) -> None:
         while not stop.wait(HEARTBEAT_EVERY):

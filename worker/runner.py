@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import itertools
 import logging
 import os
@@ -19,12 +18,12 @@ from afterimage.keys import QUEUES
 from afterimage.settings import Settings
 from worker.context import Context, install
 from worker.dispatcher import BLOCK_SECONDS, Dispatcher, run_forever
+from worker.memory import bound_malloc
 from worker.notify import run_delivery
 from worker.recovery import MAINTENANCE_INTERVAL, WORKER_TTL, run_recovery
 from worker.rq_worker import ArchiveWorker
 
 log = logging.getLogger("afterimage.worker")
-M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's mallopt parameters (malloc.h)
 
 
 def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None) -> bool:
@@ -72,23 +71,6 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
         stop.set()
         for thread in threads:
             thread.join(timeout=5)
-
-
-def bound_malloc() -> None:
-    """Keep a long-running worker's memory flat, whatever the image size (glibc only).
-
-    Images pass through in chunks, but glibc keeps what is freed: each upload thread gets its
-    own arena, and the mmap threshold rises to the largest buffer seen, so spool buffers end up
-    in arenas that are never given back. Two arenas at most, and every block of 512 KiB or more
-    mapped (so returned when freed; socket reads stay below it, see worker.download.READ_SIZE),
-    keep the peak near the idle size plus one spool (bench/README.md: large-image benchmark).
-    """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc
-        return
-    mallopt(M_ARENA_MAX, 2)
-    mallopt(M_MMAP_THRESHOLD, 512 * 1024)
 
 
 def _rq_name(name: str | None, attempt: int) -> str:
