@@ -192,3 +192,15 @@ def test_a_providers_progress_brings_the_next_query_forward(make_stack: Any) -> 
     assert len(ages) == 2, ages
     assert 30 <= ages[0] < 40  # the start plan's first query: still pending
     assert 40 <= ages[1] < 70, ages  # the plan alone: 78 s
+
+
+def test_a_batch_request_counts_once_against_the_rate_limit(make_stack: Any) -> None:
+    """One request every 10 s (AFTERIMAGE_POLL_RATE=0.1): apimart's batch request asks about
+    every due task at once. Counted per task, 20 tasks would take 200 s."""
+    env = {"AFTERIMAGE_POLL_SCALE": "0.25", "AFTERIMAGE_POLL_RATE": "0.1"}
+    stack = make_stack(env, poller=True)
+    ids = [submit(stack, "apimart", delay=0.0) for _ in range(20)]
+    for task_id in ids:
+        stack.wait_state("apimart", task_id, "archived", timeout=60)
+    asked = {q["at"] for task_id in ids for q in queries(stack, "apimart", task_id)}
+    assert len(asked) <= 4  # a handful of requests, each about many tasks

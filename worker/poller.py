@@ -92,7 +92,7 @@ class Poller:
                       keys.probe(provider)],
                 args=[now, min(room, 500), self.settings.poll_lease, self.rate, self.burst,
                       now + (BATCH_LOOKAHEAD * self.settings.poll_scale if batch > 1 else 0),
-                      keys.task(provider, "")],
+                      keys.task(provider, ""), batch],
             )
             ids = [i.decode() for i in got[::2]]
             created = {i: float(c) for i, c in zip(ids, got[1::2], strict=True) if c}

@@ -3,7 +3,8 @@
 -- (after a 429 the provider gets one query at a time until one succeeds)
 -- ARGV: now, most to claim, lease seconds, rate per second, burst, horizon (claim what is due
 --       by then: batch providers take tasks due a little later along, to fill a batch),
---       the provider's task key prefix (ai:t:{provider}:)
+--       the provider's task key prefix (ai:t:{provider}:), ids per request (the batch size)
+-- The rate limit counts requests: a batch provider's request asks about up to a batch of ids.
 -- Returns {id, created, id, created, ...}: the poll gap depends on a task's age, so a poller
 -- can reschedule a task the provider still calls pending without reading it again.
 -- Claimed tasks stay in the schedule, due again after the lease: a poller that dies
@@ -16,7 +17,8 @@ local state = redis.call('HMGET', KEYS[2], 't', 'ts')
 if state[1] then
   tokens = math.min(burst, tonumber(state[1]) + math.max(0, now - tonumber(state[2])) * rate)
 end
-local n = math.min(limit, math.floor(tokens))
+local batch = tonumber(ARGV[8]) or 1
+local n = math.min(limit, math.floor(tokens) * batch)
 if redis.call('EXISTS', KEYS[4]) == 1 then n = math.min(n, 1) end
 if n <= 0 then return {} end
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[6], 'LIMIT', 0, n)
@@ -27,7 +29,7 @@ for i, id in ipairs(ids) do
   args[2 * i] = id
 end
 redis.call('ZADD', KEYS[1], 'XX', unpack(args))
-redis.call('HSET', KEYS[2], 't', tokens - #ids, 'ts', now)
+redis.call('HSET', KEYS[2], 't', tokens - math.ceil(#ids / batch), 'ts', now)
 redis.call('EXPIRE', KEYS[2], 3600)
 local out = {}
 for i, id in ipairs(ids) do
