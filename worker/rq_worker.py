@@ -88,11 +88,6 @@ class Slots:
             self._free.release()
             raise
 
-    @property
-    def busy(self) -> int:
-        with self._lock:
-            return len(self._running)
-
     def drain(self) -> None:
         """Wait for every job in flight."""
         while True:
